@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Prepare this machine for lxcfleet.lxc development, tests and the demo.
+# Idempotent; takes seconds when everything is already in place.
+#   - Debian packages (LXC, busybox, uidmap, bridge tools, dnsmasq, nftables, debootstrap, ...)
+#   - a Python venv at ${LXCFLEET_VENV:-/opt/lxcfleet-venv} from requirements-dev.txt
+#   - the collection link .build/collections/ansible_collections/lxcfleet/lxc -> repo
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+VENV="${LXCFLEET_VENV:-/opt/lxcfleet-venv}"
+REQ="$REPO/requirements-dev.txt"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- apt packages
+APT_PACKAGES=(
+  lxc busybox-static uidmap bridge-utils dnsmasq-base nftables debootstrap
+  python3-pyroute2 python3-lxc rsync xz-utils git
+)
+
+missing_packages() {
+  local pkg status
+  for pkg in "${APT_PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
+    [[ "$status" == ii* ]] || printf '%s\n' "$pkg"
+  done
+}
+
+mapfile -t MISSING < <(missing_packages)
+if ((${#MISSING[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    log "missing packages ${MISSING[*]} and not root: install them first"; exit 1
+  fi
+  log "installing: ${MISSING[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${MISSING[@]}" >/dev/null
+  mapfile -t STILL < <(missing_packages)
+  if ((${#STILL[@]})); then log "still missing after apt-get: ${STILL[*]}"; exit 1; fi
+else
+  log "apt packages: all present"
+fi
+
+# ---------------------------------------------------------------- venv
+pick_python() {
+  local c
+  for c in "${LXCFLEET_PYTHON:-}" python3.11 python3; do
+    [[ -n "$c" ]] || continue
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+REQ_SUM="$(sha256sum "$REQ" | cut -d' ' -f1)"
+STAMP="$VENV/.lxcfleet-requirements.sha256"
+if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$REQ_SUM" ]]; then
+  log "venv $VENV: up to date"
+else
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    PY="$(pick_python)" || { log "no Python >= 3.11 with venv found"; exit 1; }
+    log "creating venv $VENV with $PY"
+    "$PY" -m venv "$VENV"
+  fi
+  log "installing $REQ into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+  printf '%s\n' "$REQ_SUM" >"$STAMP"
+fi
+
+# ---------------------------------------------------------------- collection link
+COLL_PARENT="$REPO/.build/collections/ansible_collections/lxcfleet"
+mkdir -p "$COLL_PARENT"
+if [[ "$(readlink "$COLL_PARENT/lxc" 2>/dev/null || true)" != "$REPO" ]]; then
+  rm -rf "$COLL_PARENT/lxc"
+  ln -s "$REPO" "$COLL_PARENT/lxc"
+  log "linked $COLL_PARENT/lxc -> $REPO"
+fi
+
+# ---------------------------------------------------------------- default LXC bridge
+# /etc/lxc/default.conf names lxcbr0, which nothing creates on a host without lxc-net
+# (no systemd PID 1). We deliberately do not create it: integration targets and the demo
+# create their own, prefixed bridges and name them in each container's config.
+if ! ip link show lxcbr0 >/dev/null 2>&1; then
+  log "note: lxcbr0 (from /etc/lxc/default.conf) does not exist; containers must name their own bridge"
+fi
+
+log "ready (repo $REPO, venv $VENV)"
