@@ -1,0 +1,429 @@
+#!/usr/bin/python
+# Copyright (c) lxcfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: container
+short_description: Create, configure and run a classic LXC container
+version_added: 0.1.0
+description:
+  - Manages the lifecycle and the configuration of one LXC container through LXC's command-line tools
+    and its config file. No python3-lxc bindings are needed.
+  - The config file is edited as data. A change replaces values in place and never appends a
+    duplicate of a single-valued key; comments, blank lines, C(lxc.include) lines and keys the task
+    does not name are kept as they are.
+  - Ownership rule. What a task names, it owns exactly; what it does not name stays as it is. So the
+    keys a template or an image writes stay unless the task sets or removes them.
+  - The module first plans (compares the wanted and the current state and config), then acts.
+    Check mode stops after the plan. A second identical run reports no change.
+author:
+  - lxcfleet developers
+extends_documentation_fragment:
+  - lxcfleet.lxc._lxc
+  - lxcfleet.lxc._lxc.ATTRIBUTES
+attributes:
+  check_mode:
+    support: full
+    details:
+      - When the container does not exist yet, the config the template would write is unknown, so the
+        diff in check mode shows only the keys the task sets.
+  diff_mode:
+    support: full
+    details:
+      - The diff is the container's config file before and after.
+  idempotent:
+    support: full
+options:
+  name:
+    description:
+      - Name of the container. 1 to 64 letters, digits, V(.), V(_) and V(-), starting with a letter or digit.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates the container if needed and applies the config; it does not start or stop it.
+      - V(started) and V(stopped) bring it into that state. V(restarted) stops (if running) and starts it, and
+        always reports a change. V(frozen) freezes it (starting it first if needed).
+      - V(absent) stops and destroys it, with its root filesystem.
+    type: str
+    choices: [present, started, stopped, restarted, frozen, absent]
+    default: started
+  template:
+    description:
+      - Template to create the container with when it does not exist (C(lxc-create -t)), for example V(busybox),
+        V(download), V(debian), or an absolute path to a template script.
+      - Mutually exclusive with O(rootfs_archive).
+    type: str
+  template_options:
+    description:
+      - Arguments passed to the template after C(--), one list item per argument, for example
+        V([--dist, debian, --release, bookworm, --arch, amd64]) for the V(download) template.
+    type: list
+    elements: str
+    default: []
+  rootfs_archive:
+    description:
+      - Create the container from a root filesystem tarball (C(rootfs.tar.xz) or any tarball C(tar) can read),
+        through LXC's C(local) template.
+      - Mutually exclusive with O(template).
+    type: path
+  rootfs_metadata:
+    description:
+      - The LXC image metadata tarball (C(meta.tar.xz), holding C(config) and optionally C(templates)) that goes
+        with O(rootfs_archive).
+    type: path
+  backing_store:
+    description:
+      - Backing store of a new container's root filesystem (C(lxc-create -B)).
+    type: str
+    choices: [dir]
+    default: dir
+  config:
+    description:
+      - LXC config keys (see C(lxc.container.conf(5))) and their values.
+      - A string, number or boolean (written as V(1)/V(0)) replaces the value of a single-valued key.
+      - A list is the whole set of values of a multi-valued key (C(lxc.idmap), C(lxc.mount.entry),
+        C(lxc.cap.drop), C(lxc.environment), C(lxc.hook.*), C(lxc.cgroup.devices.allow) ...).
+      - Legacy key names (C(lxc.utsname), C(lxc.network.0.link), C(lxc.id_map) ...) are accepted and written
+        in their current form. Unknown keys are rejected before anything changes.
+      - A key must not also be set by a typed option (O(network), O(limits) ...).
+    type: dict
+    default: {}
+  config_remove:
+    description:
+      - Keys to remove from the config file, every value of them.
+    type: list
+    elements: str
+    default: []
+  network:
+    description:
+      - The network interfaces of the container, in order (C(lxc.net.0), C(lxc.net.1) ...).
+      - The list is the whole set of interfaces; interfaces beyond it are removed. Within an interface the
+        options given are owned and others (for example the template's C(hwaddr)) are kept, unless the
+        type changes, which starts the interface afresh.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: Interface type.
+        type: str
+        choices: [veth, macvlan, ipvlan, phys, vlan, empty, none]
+        default: veth
+      link:
+        description: Host interface to attach to (the bridge for V(veth); the parent for V(macvlan) and V(ipvlan); the device for V(phys)).
+        type: str
+      name:
+        description: Interface name inside the container, for example V(eth0).
+        type: str
+      flags:
+        description: Whether the interface is brought up.
+        type: str
+        choices: [up, down]
+        default: up
+      hwaddr:
+        description: MAC address; V(x) digits are filled at random by LXC, for example V(00:16:3e:xx:xx:xx).
+        type: str
+      mtu:
+        description: MTU of the interface.
+        type: int
+      ipv4:
+        description: Static IPv4 addresses with prefix, for example V(10.0.3.5/24). An empty list removes them.
+        type: list
+        elements: str
+      ipv4_gateway:
+        description: IPv4 default gateway, V(auto) (the address of the bridge) or V(dev).
+        type: str
+      ipv6:
+        description: Static IPv6 addresses with prefix. An empty list removes them.
+        type: list
+        elements: str
+      ipv6_gateway:
+        description: IPv6 default gateway, V(auto) or V(dev).
+        type: str
+      veth_mode:
+        description: Mode of a veth interface.
+        type: str
+        choices: [bridge, router]
+      veth_pair:
+        description: Name of the host side of a veth pair.
+        type: str
+      macvlan_mode:
+        description: Mode of a macvlan interface.
+        type: str
+        choices: [private, vepa, bridge, passthru]
+  mounts:
+    description:
+      - Bind and other mounts (C(lxc.mount.entry)), identified by their target. A mount whose target is listed is
+        owned exactly; entries with other targets (for example the template's) are kept.
+    type: list
+    elements: dict
+    suboptions:
+      source:
+        description: What to mount, for example a host directory. Required unless O(mounts[].state=absent).
+        type: str
+      target:
+        description: Where, relative to the container's root (a leading V(/) is ignored).
+        type: str
+        required: true
+      type:
+        description: Filesystem type.
+        type: str
+        default: none
+      options:
+        description: Mount options.
+        type: str
+        default: bind,create=dir
+      dump:
+        description: fstab dump field.
+        type: int
+        default: 0
+      pass:
+        description: fstab pass field.
+        type: int
+        default: 0
+      state:
+        description: Whether the mount entry for this target exists.
+        type: str
+        choices: [present, absent]
+        default: present
+  limits:
+    description:
+      - Resource limits, written as cgroup v1 keys (C(lxc.cgroup.*)) or cgroup2 keys (C(lxc.cgroup2.*)),
+        whichever hierarchy holds the controller on this host. The key of the other version is removed.
+      - An option left out is not managed.
+    type: dict
+    suboptions:
+      memory:
+        description: Memory limit in bytes or with a K, M, G or T suffix (V(512M)); V(max) for no limit.
+        type: str
+      cpus:
+        description: CPUs the container may use, as a cpuset list, for example V(0-1) or V(0,2).
+        type: str
+      cpu_weight:
+        description: Relative CPU weight, 1 to 10000 (cgroup2 scale, 100 is the default); written as
+          C(cpu.shares) on cgroup v1 (weight x 1024 / 100).
+        type: int
+      pids:
+        description: Maximum number of processes, or V(max).
+        type: str
+  autostart:
+    description:
+      - Start the container at boot (C(lxc-autostart)), with order, delay and groups. An option left out is not managed.
+    type: dict
+    suboptions:
+      enabled:
+        description: C(lxc.start.auto).
+        type: bool
+      delay:
+        description: Seconds to wait after starting this container (C(lxc.start.delay)).
+        type: int
+      order:
+        description: Start order, higher first (C(lxc.start.order)).
+        type: int
+      groups:
+        description: Autostart groups (C(lxc.group)), the whole set.
+        type: list
+        elements: str
+  apparmor_profile:
+    description:
+      - AppArmor profile (C(lxc.apparmor.profile)), for example V(generated), V(unconfined) or a profile name.
+    type: str
+  nesting:
+    description:
+      - Allow containers inside this container. V(true) includes LXC's C(nesting.conf) and sets
+        C(lxc.apparmor.allow_nesting); V(false) removes that include and clears the setting.
+    type: bool
+  capabilities:
+    description:
+      - Capabilities to drop from, or to keep in, the container (names without C(CAP_), for example V(sys_time)).
+    type: dict
+    suboptions:
+      drop:
+        description: The whole set of C(lxc.cap.drop) in the container's file (includes such as C(common.conf) add theirs).
+        type: list
+        elements: str
+      keep:
+        description: C(lxc.cap.keep); every capability not listed is dropped. Mutually exclusive with O(capabilities.drop).
+        type: list
+        elements: str
+  on_change:
+    description:
+      - What to do when the config of a running container changes.
+      - V(restart) stops it, writes the config and starts it again. V(none) writes the config only; it takes
+        effect at the next start and the result has RV(restart_required). V(fail) fails the task before
+        anything changes.
+    type: str
+    choices: [restart, none, fail]
+    default: restart
+  stop_timeout:
+    description:
+      - Seconds to wait for a clean shutdown before the container is killed. V(0) kills at once.
+    type: int
+    default: 30
+  wait:
+    description:
+      - Wait until the container has addresses. C(lxc-start) already returns only once the container is
+        RUNNING; this waits further, polling with backoff and no fixed sleeps.
+      - Only with O(state=started) or O(state=restarted).
+    type: dict
+    suboptions:
+      timeout:
+        description: Seconds to wait at most; the task fails after that.
+        type: int
+        default: 60
+      ipv4:
+        description: Wait for an IPv4 address.
+        type: bool
+        default: false
+      ipv6:
+        description: Wait for a global IPv6 address.
+        type: bool
+        default: false
+      interfaces:
+        description: The interfaces that must have the addresses (default every interface but V(lo)).
+        type: list
+        elements: str
+notes:
+  - Addresses per interface are read from the container's C(/proc/PID/net) files, without entering it.
+seealso:
+  - module: lxcfleet.lxc.container_info
+  - module: lxcfleet.lxc.container_exec
+"""
+
+EXAMPLES = r"""
+- name: A busybox container on lxcbr0 with a static address, started
+  lxcfleet.lxc.container:
+    name: web1
+    template: busybox
+    network:
+      - link: lxcbr0
+        ipv4: [10.0.3.10/24]
+        ipv4_gateway: auto
+    state: started
+
+- name: A Debian container from the download template, waiting for its DHCP address
+  lxcfleet.lxc.container:
+    name: db1
+    template: download
+    template_options: [--dist, debian, --release, bookworm, --arch, amd64]
+    network:
+      - link: lxcbr0
+        hwaddr: "00:16:3e:00:00:21"
+    limits:
+      memory: 1G
+      cpus: "0-1"
+      pids: 512
+    autostart:
+      enabled: true
+      order: 10
+      groups: [databases]
+    wait:
+      ipv4: true
+      timeout: 60
+
+- name: Change the memory limit of a running container; it is restarted (on_change defaults to restart)
+  lxcfleet.lxc.container:
+    name: db1
+    limits:
+      memory: 2G
+
+- name: Raw config keys, a bind mount, and a key removed
+  lxcfleet.lxc.container:
+    name: web1
+    config:
+      lxc.environment: [TZ=UTC, APP_ENV=production]
+      lxc.start.delay: 5
+    config_remove:
+      - lxc.cgroup.cpu.shares
+    mounts:
+      - source: /srv/www
+        target: /var/www
+        options: bind,ro,create=dir
+    on_change: none
+
+- name: From a rootfs tarball and its LXC metadata, stopped
+  lxcfleet.lxc.container:
+    name: base
+    rootfs_archive: /srv/images/rootfs.tar.xz
+    rootfs_metadata: /srv/images/meta.tar.xz
+    state: stopped
+
+- name: Remove a container
+  lxcfleet.lxc.container:
+    name: web1
+    state: absent
+"""
+
+RETURN = r"""
+container:
+  description: The container after the task (in check mode, as planned). Null after O(state=absent).
+  returned: success
+  type: dict
+  contains:
+    name:
+      description: Name.
+      type: str
+      sample: web1
+    state:
+      description: LXC state, V(RUNNING), V(STOPPED) or V(FROZEN).
+      type: str
+      sample: RUNNING
+    pid:
+      description: PID of the container's init on the host, null when stopped.
+      type: int
+      sample: 4242
+    ips:
+      description: Addresses LXC reports (C(lxc-info -i)).
+      type: list
+      elements: str
+      sample: [10.0.3.10]
+    interfaces:
+      description: Interfaces inside the container (except V(lo)) with their global addresses and prefixes.
+      type: dict
+      sample: {"eth0": {"ipv4": ["10.0.3.10/24"], "ipv6": []}}
+    unprivileged:
+      description: Whether the container has an id map (C(lxc.idmap)).
+      type: bool
+      sample: false
+    lxc_path:
+      description: The lxc_path the container lives in.
+      type: str
+      sample: /var/lib/lxc
+    config_path:
+      description: Path of the container's config file.
+      type: str
+      sample: /var/lib/lxc/web1/config
+    config:
+      description: The container's own config file as a dict; multi-valued keys are lists.
+      type: dict
+      sample: {"lxc.uts.name": "web1", "lxc.net.0.type": "veth", "lxc.mount.entry": ["/srv/www var/www none bind,ro,create=dir 0 0"]}
+actions:
+  description: The actions taken (planned, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [create, write config, start]
+restart_required:
+  description: True when the config of a running container changed and O(on_change=none) left it running.
+  returned: when true
+  type: bool
+  sample: true
+lxc_reason:
+  description: On a failed LXC call, LXC's own reason from its log for that call.
+  returned: failure
+  type: str
+  sample: Failed to attach "vethAUes7i" to bridge "nosuchbr0", bridge interface doesn't exist
+state_after_failure:
+  description: On a failed LXC call, the state the container was left in.
+  returned: failure
+  type: str
+  sample: STOPPED
+"""
+
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import main
+
+
+if __name__ == "__main__":
+    main()
