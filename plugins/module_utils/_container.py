@@ -515,12 +515,11 @@ def plan_config(text: str, edits: list):
     work = cfg.copy()
     for edit in edits:
         edit.apply(work)
+    # LXC 3.0 and later refuse legacy key names: a file that holds any is rewritten in the current form.
+    work.modernize()
     new_text = work.render()
     if new_text == text:
         return text, []
-    if work.has_legacy():
-        work.modernize()
-        new_text = work.render()
     after = work.as_dict()
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return new_text, changed

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import tarfile
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -222,13 +225,24 @@ class ContainerManager:
             options = list(p["template_options"])
         else:
             template = "local"
-            options = ["--fstree", p["rootfs_archive"]]
-            if p["rootfs_metadata"]:
-                options += ["--metadata", p["rootfs_metadata"]]
+            options = ["--fstree", p["rootfs_archive"], "--metadata", p["rootfs_metadata"]]
             options += list(p["template_options"])
+        generate_metadata = p["rootfs_archive"] is not None and p["rootfs_metadata"] is None
         # In check mode the template's own config is unknown: the diff shows the keys of the task.
         planned, _ = plan_config("", self.edits)
-        self.act("create", lambda: self.lxc.create(self.name, template, options, backing_store=p["backing_store"]))
+
+        def create():
+            scratch = None
+            try:
+                if generate_metadata:
+                    scratch = tempfile.mkdtemp(prefix="lxcfleet-meta-")
+                    options[3] = write_minimal_metadata(scratch)
+                self.lxc.create(self.name, template, options, backing_store=p["backing_store"])
+            finally:
+                if scratch:
+                    shutil.rmtree(scratch, ignore_errors=True)
+
+        self.act("create", create)
         if self.module.check_mode:
             after = planned
         else:
@@ -393,6 +407,22 @@ class ContainerManager:
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)
+
+
+def write_minimal_metadata(directory: str) -> str:
+    """A meta.tar.xz for LXC's local template when the task gives a rootfs tarball alone: LXC's
+    common config and the host's architecture."""
+    config = (
+        "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\n"
+        "lxc.arch = %s\n" % os.uname().machine
+    ).encode()
+    path = os.path.join(directory, "meta.tar.xz")
+    with tarfile.open(path, "w:xz") as archive:
+        info = tarfile.TarInfo("config")
+        info.size = len(config)
+        info.mode = 0o644
+        archive.addfile(info, io.BytesIO(config))
+    return path
 
 
 def _planned_state(state):
