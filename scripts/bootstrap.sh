@@ -15,7 +15,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # ---------------------------------------------------------------- apt packages
 APT_PACKAGES=(
   lxc busybox-static uidmap bridge-utils dnsmasq-base nftables debootstrap
-  python3-pyroute2 python3-lxc rsync xz-utils git
+  python3-pyroute2 python3-lxc rsync xz-utils git shellcheck
 )
 
 missing_packages() {

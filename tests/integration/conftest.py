@@ -57,7 +57,7 @@ def _env_from_env_sh() -> dict[str, str]:
     env: dict[str, str] = {}
     for item in out.split(b"\0"):
         if b"=" in item:
-            key, _, value = item.partition(b"=")
+            key, _sep, value = item.partition(b"=")
             env[key.decode()] = value.decode(errors="replace")
     return env
 
@@ -136,7 +136,7 @@ def _containers_in(lxc_path: Path, prefix: str | None) -> list[str]:
 
 def _destroy_containers(lxc_path: Path, prefix: str | None, log: list[str]) -> None:
     """Stop and destroy containers; clones block their origin's destroy, so retry in passes."""
-    for _ in range(4):
+    for _attempt in range(4):
         names = _containers_in(lxc_path, prefix)
         if not names:
             return
@@ -291,7 +291,7 @@ def _prefix_in_use(prefix: str) -> bool:
 
 
 def new_prefix() -> str:
-    for _ in range(50):
+    for _attempt in range(50):
         prefix = PREFIX_STEM + secrets.token_hex(2)
         if not _prefix_in_use(prefix):
             return prefix
