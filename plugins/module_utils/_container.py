@@ -324,8 +324,7 @@ def compile_network(network: list) -> Edit:
             if fields["name"] in names:
                 raise OptionError("%s.name: %s is used by two interfaces" % (where, fields["name"]))
             names.add(fields["name"])
-        if "flags" in nic:
-            fields["flags"] = nic["flags"]
+        fields["flags"] = nic.get("flags", "up")
         if "hwaddr" in nic:
             if not _HWADDR_RE.match(str(nic["hwaddr"])):
                 raise OptionError("%s.hwaddr: %r is not a MAC address (xx may stand for random hex digits)" % (where, nic["hwaddr"]))

@@ -33,7 +33,7 @@ _NIC_SPEC = dict(
     type=dict(type="str", default="veth", choices=["veth", "macvlan", "ipvlan", "phys", "vlan", "empty", "none"]),
     link=dict(type="str"),
     name=dict(type="str"),
-    flags=dict(type="str", default="up", choices=["up", "down"]),
+    flags=dict(type="str", choices=["up", "down"]),
     hwaddr=dict(type="str"),
     mtu=dict(type="int"),
     ipv4=dict(type="list", elements="str"),

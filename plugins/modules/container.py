@@ -118,10 +118,9 @@ options:
         description: Interface name inside the container, for example V(eth0).
         type: str
       flags:
-        description: Whether the interface is brought up.
+        description: Whether the interface is brought up. V(up) when left out, except for types V(empty) and V(none), which take no flags.
         type: str
         choices: [up, down]
-        default: up
       hwaddr:
         description: MAC address; V(x) digits are filled at random by LXC, for example V(00:16:3e:xx:xx:xx).
         type: str
