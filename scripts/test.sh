@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole lxcfleet.lxc suite, in this order:
+#   unit (pytest tests/unit), integration (pytest tests/integration, real LXC),
+#   sanity (scripts/sanity.sh: ansible-test sanity), lint (ansible-lint), changelog (antsibull-changelog lint).
+# Every stage runs even when an earlier one failed; the exit code is non-zero if any failed.
+# LXCFLEET_TEST_STAGES="unit lint" runs a subset. Extra arguments go to both pytest runs.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$REPO" || exit 1
+
+bash "$REPO/scripts/bootstrap.sh" || { echo "test.sh: bootstrap failed" >&2; exit 1; }
+# shellcheck source=scripts/env.sh
+. "$REPO/scripts/env.sh"
+
+STAGES="${LXCFLEET_TEST_STAGES:-unit integration sanity lint changelog}"
+declare -a SUMMARY=()
+FAILED=0
+
+run_stage() {
+  local name="$1"; shift
+  case " $STAGES " in *" $name "*) ;; *) return 0 ;; esac
+  local start end rc status
+  printf '\n===== %s: %s =====\n' "$name" "$*"
+  start=$(date +%s)
+  "$@"
+  rc=$?
+  end=$(date +%s)
+  case "$rc" in
+    0) status=passed ;;
+    *) status="FAILED (rc=$rc)"; FAILED=1 ;;
+  esac
+  SUMMARY+=("$(printf '%-12s %-18s %5ss' "$name" "$status" "$((end - start))")")
+}
+
+# pytest exits 5 when it collected no test; tests/unit may legitimately be empty early on.
+pytest_allow_empty() {
+  local rc
+  pytest "$@"
+  rc=$?
+  if [[ $rc -eq 5 ]]; then echo "(no tests collected)"; return 0; fi
+  return "$rc"
+}
+
+run_stage unit pytest_allow_empty -p no:cacheprovider tests/unit "$@"
+run_stage integration pytest -p no:cacheprovider -rfEs tests/integration "$@"
+run_stage sanity bash "$REPO/scripts/sanity.sh"
+run_stage lint ansible-lint
+run_stage changelog antsibull-changelog lint
+
+printf '\n===== summary =====\n'
+printf '%s\n' "${SUMMARY[@]}"
+if [[ $FAILED -ne 0 ]]; then
+  echo "test.sh: FAILED"
+  exit 1
+fi
+echo "test.sh: all stages passed"
