@@ -177,7 +177,8 @@ def main():
     if state != "RUNNING":
         module.fail_json(msg="container %s is %s, not RUNNING: commands run only in a running container"
                          % (p["name"], (state or "unknown").lower()))
-    result = dict(changed=False, rc=None, stdout="", stderr="", stdout_lines=[], stderr_lines=[],
+    # failed is explicit: Ansible would call a result with a non-zero or null rc failed.
+    result = dict(changed=False, failed=False, rc=None, stdout="", stderr="", stdout_lines=[], stderr_lines=[],
                   cmd=list(p["command"]))
     for option, want in (("creates", False), ("removes", True)):
         path = p[option]
@@ -197,6 +198,7 @@ def main():
     result.update(rc=rc, stdout=out, stderr=err, stdout_lines=out.splitlines(), stderr_lines=err.splitlines())
     if rc != 0 and p["check_rc"]:
         module.fail_json(msg="command exited with rc %d in container %s" % (rc, p["name"]), **result)
+    # A non-zero rc alone would make Ansible call the task failed: say explicitly that it is not.
     module.exit_json(**result)
 
 
