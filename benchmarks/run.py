@@ -572,9 +572,9 @@ def main(argv=None):
     bench = Bench(args)
     if args.clean:
         bench.clean()
-        log('benchmark: cleaned %s, bridge %s, %s* in %s'
+        log('benchmark: cleaned %s, bridge %s, %s in %s'
             % (BASE, ' and '.join((BRIDGE, ALT_BRIDGE)),
-               ', '.join(bench.prefix(m) for m in ('community', 'community_cc')),
+               ', '.join(bench.prefix(m) + '*' for m in ('community', 'community_cc')),
                bench.default_path))
         return 0
 
