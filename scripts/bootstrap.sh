@@ -63,9 +63,14 @@ else
     log "creating venv $VENV with $PY"
     "$PY" -m venv "$VENV"
   fi
-  log "installing $REQ into $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+  PIP_LOG="$VENV/.lxcfleet-pip.log"
+  log "installing $REQ into $VENV (log: $PIP_LOG)"
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REQ"; } >"$PIP_LOG" 2>&1; then
+    tail -n 40 "$PIP_LOG" >&2
+    log "pip install failed (full log: $PIP_LOG)"
+    exit 1
+  fi
   printf '%s\n' "$REQ_SUM" >"$STAMP"
 fi
 

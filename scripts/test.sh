@@ -8,12 +8,13 @@ set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$REPO" || exit 1
 
+BOOT_START=$(date +%s)
 bash "$REPO/scripts/bootstrap.sh" || { echo "test.sh: bootstrap failed" >&2; exit 1; }
 # shellcheck source=scripts/env.sh
 . "$REPO/scripts/env.sh"
 
 STAGES="${LXCFLEET_TEST_STAGES:-unit integration sanity lint changelog}"
-declare -a SUMMARY=()
+declare -a SUMMARY=("$(printf '%-12s %-18s %5ss' bootstrap passed "$(($(date +%s) - BOOT_START))")")
 FAILED=0
 
 run_stage() {
