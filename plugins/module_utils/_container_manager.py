@@ -5,10 +5,7 @@
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
-import tarfile
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -117,6 +114,7 @@ class ContainerManager:
         self.state = self.params["state"]
         self.changed = False
         self.actions = []
+        self.first_info = None
         self.diff = {}
         self.restart_required = False
 
@@ -164,11 +162,14 @@ class ContainerManager:
         self.validate()
         self.lxc = LxcRunner(self.module, self.params["lxc_path"])
         exists = self.lxc.exists(self.name)
-        current = self.lxc.info(self.name, ips=False)["state"] if exists else None
+        # One lxc-info call: when nothing changes, the result describes the container too.
+        self.first_info = self.lxc.info(self.name) if exists else None
+        current = self.first_info["state"] if exists else None
         if current not in (None,) + STABLE and not self.module.check_mode:
             # STARTING, STOPPING, FREEZING ...: let it settle first.
             self.lxc.wait_state(self.name, STABLE, 30)
             current = self.lxc.state(self.name)
+            self.first_info = None
 
         if self.state == "absent":
             if exists:
@@ -232,6 +233,8 @@ class ContainerManager:
         planned, _ = plan_config("", self.edits)
 
         def create():
+            import shutil
+
             scratch = None
             try:
                 if generate_metadata:
@@ -398,7 +401,7 @@ class ContainerManager:
                 "interfaces": {}, "unprivileged": False, "lxc_path": self.lxc.lxc_path, "config": {},
                 "config_path": self.lxc.config_path(self.name),
             }
-        return describe_container(self.lxc, self.name)
+        return describe_container(self.lxc, self.name, info=None if self.actions else self.first_info)
 
     def exit(self, container):
         result = dict(changed=self.changed, actions=self.actions, container=container)
@@ -412,6 +415,9 @@ class ContainerManager:
 def write_minimal_metadata(directory: str) -> str:
     """A meta.tar.xz for LXC's local template when the task gives a rootfs tarball alone: LXC's
     common config and the host's architecture."""
+    import io
+    import tarfile
+
     config = (
         "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\n"
         "lxc.arch = %s\n" % os.uname().machine
@@ -430,9 +436,10 @@ def _planned_state(state):
             "frozen": "FROZEN"}.get(state, state.upper())
 
 
-def describe_container(lxc: LxcRunner, name: str, with_config: bool = True) -> dict:
-    """The container as modules return it."""
-    info = lxc.info(name)
+def describe_container(lxc: LxcRunner, name: str, with_config: bool = True, info=None) -> dict:
+    """The container as modules return it (``info``: an lxc-info result still valid, if any)."""
+    if info is None:
+        info = lxc.info(name)
     text = ""
     try:
         with open(lxc.config_path(name), encoding="utf-8") as handle:
