@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: create+start of N busybox containers, and a no-op re-run, by
 
 * ``raw``       -- a loop of ``lxc-create`` / ``lxc-start`` (no-op: ``lxc-info -s`` per name),
@@ -72,10 +71,10 @@ def run(argv, check=True, timeout=120, env=None, cwd=None):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=cwd, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out = proc.communicate(timeout=timeout)[0]
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        out = proc.communicate()[0]
         raise BenchError('timed out after %ss: %s\n%s' % (timeout, ' '.join(argv), tail(out)))
     except BaseException:
         # interrupted (SIGINT/SIGTERM): stop the child we started before cleaning up
@@ -97,7 +96,7 @@ def tail(text, lines=40):
 # --------------------------------------------------------------------------------- LXC helpers
 
 def default_lxc_path():
-    _, out = run(['lxc-config', 'lxc.lxcpath'])
+    out = run(['lxc-config', 'lxc.lxcpath'])[1]
     return out.strip() or '/var/lib/lxc'
 
 
@@ -112,7 +111,7 @@ def lxc_state(name, path):
 def list_containers(path):
     if not os.path.isdir(path):
         return []
-    _, out = run(['lxc-ls', '-1', '-P', path])
+    out = run(['lxc-ls', '-1', '-P', path])[1]
     return out.split()
 
 
@@ -291,9 +290,9 @@ class Bench(object):
         ports_before = bridge_ports()
         try:
             if method == 'raw':
-                t, changed, _ = self.raw_create_start()
+                t, changed = self.raw_create_start()[:2]
             else:
-                t, changed, _ = self.playbook(method, self.extra_vars(method))
+                t, changed = self.playbook(method, self.extra_vars(method))[:2]
             result['create_start'] = t
             result['running_after_create'] = self.verify(method, ports_before)
             result['changed_create'] = changed
@@ -301,9 +300,9 @@ class Bench(object):
                 raise BenchError('%s: create run reported %d of %d items changed'
                                  % (method, changed, self.n))
             if method == 'raw':
-                t, changed, _ = self.raw_noop()
+                t, changed = self.raw_noop()[:2]
             else:
-                t, changed, _ = self.playbook(method, self.extra_vars(method))
+                t, changed = self.playbook(method, self.extra_vars(method))[:2]
             result['noop'] = t
             result['running_after_noop'] = self.verify(method, ports_before)
             result['changed_noop'] = changed
@@ -414,8 +413,8 @@ def print_text(report):
           % (n, report['repeat'], report['host']['summary']))
     print('lxc paths: %s' % ', '.join('%s=%s' % kv for kv in report['lxc_paths'].items()))
     print()
-    print('%-12s %12s %10s %9s %10s  %s' % ('method', 'create+start', 'per cont.',
-                                           'no-op', 'per cont.', 'changed (create/no-op)'))
+    header = ('method', 'create+start', 'per cont.', 'no-op', 'per cont.', 'changed (create/no-op)')
+    print('%-12s %12s %10s %9s %10s  %s' % header)
     for method in report['methods']:
         m = report['results'].get(method)
         if m is None:
@@ -498,9 +497,9 @@ def host_info(env):
             'loadavg_before': open('/proc/loadavg').read().split()[:3]}
     try:
         info['lxc'] = subprocess.run(['lxc-create', '--version'], capture_output=True,
-                                     text=True).stdout.strip()
+                                     text=True, check=False).stdout.strip()
         out = subprocess.run([os.path.join(VENV, 'bin', 'ansible'), '--version'],
-                             capture_output=True, text=True, env=env).stdout
+                             capture_output=True, text=True, env=env, check=False).stdout
         info['ansible_core'] = out.splitlines()[0].split('core ')[-1].rstrip(']') if out else ''
         manifest = os.path.join(VENV, 'lib', 'python%d.%d' % sys.version_info[:2],
                                 'site-packages', 'ansible_collections', 'community', 'general',
@@ -516,7 +515,7 @@ def host_info(env):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--n', type=int, default=10, help='containers per method (default 10)')
     p.add_argument('--methods', default=','.join(DEFAULT_METHODS),

@@ -13,7 +13,7 @@ options:
     description:
       - The directory that holds the containers (LXC's C(-P) / C(--lxcpath)).
       - Default is what C(lxc-config lxc.lxcpath) prints for the user the module runs as,
-        usually P(/var/lib/lxc) for root and C(~/.local/share/lxc) for other users.
+        usually C(/var/lib/lxc) for root and C(~/.local/share/lxc) for other users.
     type: path
 requirements:
   - LXC 4.0 or later with its command-line tools (C(lxc-create), C(lxc-start), C(lxc-info) ...) on the managed host.

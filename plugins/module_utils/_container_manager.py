@@ -63,7 +63,7 @@ ARGUMENT_SPEC = dict(
             type=dict(type="str", default="none"),
             options=dict(type="str", default="bind,create=dir"),
             dump=dict(type="int", default=0),
-            **{"pass": dict(type="int", default=0)},
+            **{"pass": dict(type="int", default=0, no_log=False)},
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
     ),
@@ -174,8 +174,7 @@ class ContainerManager:
         if self.state == "absent":
             if exists:
                 before = self.read_config() if self.module._diff else ""
-                self.act("destroy", lambda: self.lxc.run("lxc-destroy", self.name, ["-f"], log=True,
-                                                       what="destroying container %s failed" % self.name))
+                self.act("destroy", lambda: self.lxc.destroy(self.name, force=True))
                 if self.module._diff:
                     self.diff = {
                         "before": before, "after": "",
@@ -230,7 +229,7 @@ class ContainerManager:
             options += list(p["template_options"])
         generate_metadata = p["rootfs_archive"] is not None and p["rootfs_metadata"] is None
         # In check mode the template's own config is unknown: the diff shows the keys of the task.
-        planned, _ = plan_config("", self.edits)
+        planned = plan_config("", self.edits)[0]
 
         def create():
             import shutil
@@ -250,7 +249,7 @@ class ContainerManager:
             after = planned
         else:
             before = self.read_config()
-            after, changed_keys = plan_config(before, self.edits)
+            after = plan_config(before, self.edits)[0]
             if after != before:
                 self.write_config(after)
         if self.module._diff:

@@ -227,8 +227,10 @@ class LxcRunner:
     def unfreeze(self, name: str):
         return self.run("lxc-unfreeze", name, log=True, what="unfreezing container %s failed" % name)
 
-    def destroy(self, name: str):
-        return self.run("lxc-destroy", name, log=True, what="destroying container %s failed" % name)
+    def destroy(self, name: str, force: bool = False):
+        """Destroy a container with its rootfs; ``force`` stops a running one first."""
+        return self.run("lxc-destroy", name, ["-f"] if force else [], log=True,
+                        what="destroying container %s failed" % name)
 
     def wait_state(self, name: str, states, timeout: float) -> bool:
         """Block until the container is in one of ``states`` (lxc-wait, no polling)."""

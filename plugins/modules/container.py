@@ -19,7 +19,7 @@ description:
   - The module first plans (compares the wanted and the current state and config), then acts.
     Check mode stops after the plan. A second identical run reports no change.
 author:
-  - lxcfleet developers
+  - lxcfleet developers (@lxcfleet)
 extends_documentation_fragment:
   - lxcfleet.lxc._lxc
   - lxcfleet.lxc._lxc.ATTRIBUTES

@@ -15,7 +15,7 @@ description:
     to run a shell script on purpose.
   - Fails when the command exits non-zero, unless O(check_rc=false).
 author:
-  - lxcfleet developers
+  - lxcfleet developers (@lxcfleet)
 extends_documentation_fragment:
   - lxcfleet.lxc._lxc
   - lxcfleet.lxc._lxc.ATTRIBUTES

@@ -13,7 +13,7 @@ description:
     interface, whether they are unprivileged, and their config file as a dict.
   - Reads only; never changes anything. Uses C(lxc-info) and the config files, not python3-lxc.
 author:
-  - lxcfleet developers
+  - lxcfleet developers (@lxcfleet)
 extends_documentation_fragment:
   - lxcfleet.lxc._lxc
   - lxcfleet.lxc._lxc.ATTRIBUTES

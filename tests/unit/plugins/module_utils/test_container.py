@@ -71,15 +71,15 @@ def test_limit_of_other_version_is_removed():
 
 
 def test_cpu_weight_v1_shares():
-    new, _ = plan({"limits": {"cpu_weight": 200}}, layout=V1)
+    new = plan({"limits": {"cpu_weight": 200}}, layout=V1)[0]
     assert "lxc.cgroup.cpu.shares = 2048" in new
-    new, _ = plan({"limits": {"cpu_weight": 200}}, layout=V2)
+    new = plan({"limits": {"cpu_weight": 200}}, layout=V2)[0]
     assert "lxc.cgroup2.cpu.weight = 200" in new
 
 
 def test_duplicate_single_key_collapses_to_one_line():
     text = BUSYBOX + "lxc.cgroup.memory.limit_in_bytes = 1G\nlxc.cgroup.memory.limit_in_bytes = 2G\n"
-    new, _ = plan({"limits": {"memory": "128M"}}, text=text)
+    new = plan({"limits": {"memory": "128M"}}, text=text)[0]
     lines = [l for l in new.splitlines() if l.startswith("lxc.cgroup.memory.limit_in_bytes")]
     assert lines == ["lxc.cgroup.memory.limit_in_bytes = 134217728"]
 
@@ -94,20 +94,20 @@ def test_network_keeps_unnamed_fields_and_drops_extra_interfaces():
 
 
 def test_network_type_change_starts_interface_afresh():
-    new, _ = plan({"network": [{"type": "empty"}]})
+    new = plan({"network": [{"type": "empty"}]})[0]
     assert "lxc.net.0.type = empty" in new
     assert "lxc.net.0.hwaddr" not in new
     assert "lxc.net.0.flags" not in new
 
 
 def test_mounts_owned_by_target():
-    new, _ = plan({"mounts": [{"source": "/srv", "target": "/lib", "options": "bind,ro"}]})
+    new = plan({"mounts": [{"source": "/srv", "target": "/lib", "options": "bind,ro"}]})[0]
     entries = [l for l in new.splitlines() if l.startswith("lxc.mount.entry")]
     assert entries == [
         "lxc.mount.entry = shm dev/shm tmpfs defaults,create=dir 0 0",
         "lxc.mount.entry = /srv lib none bind,ro 0 0",
     ]
-    new, _ = plan({"mounts": [{"target": "dev/shm", "state": "absent"}]})
+    new = plan({"mounts": [{"target": "dev/shm", "state": "absent"}]})[0]
     assert "dev/shm" not in new
     assert "/lib lib none ro,bind 0 0" in new
 
@@ -121,12 +121,12 @@ def test_capabilities_compare_split_names():
 
 def test_legacy_keys_modernized_when_written():
     text = "lxc.utsname = old\nlxc.network.type = veth\nlxc.network.link = br0\n"
-    new, _ = plan({"config": {"lxc.uts.name": "new"}}, text=text)
+    new = plan({"config": {"lxc.uts.name": "new"}}, text=text)[0]
     assert new == "lxc.uts.name = new\nlxc.net.0.type = veth\nlxc.net.0.link = br0\n"
 
 
 def test_nesting_and_autostart():
-    new, _ = plan({"nesting": True, "autostart": {"enabled": True, "order": 5, "groups": ["web", "prod"]}})
+    new = plan({"nesting": True, "autostart": {"enabled": True, "order": 5, "groups": ["web", "prod"]}})[0]
     assert "lxc.include = /usr/share/lxc/config/nesting.conf" in new
     assert "lxc.apparmor.allow_nesting = 1" in new
     assert "lxc.start.auto = 1" in new

@@ -13,14 +13,17 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
     validate_name,
 )
 
-START_LOG = """\
-lxc-start t2 20261123034153.793 ERROR    network - ../src/lxc/network.c:netdev_configure_server_veth:711 - No such file or directory - Failed to attach "vethAUes7i" to bridge "nosuchbr0", bridge interface doesn't exist
-lxc-start t2 20261123034153.816 ERROR    network - ../src/lxc/network.c:lxc_create_network_priv:3427 - No such file or directory - Failed to create network device
-lxc-start t2 20261123034153.816 ERROR    start - ../src/lxc/start.c:lxc_spawn:1840 - Failed to create the network
-lxc-start t2 20261123034153.816 ERROR    lxccontainer - ../src/lxc/lxccontainer.c:wait_on_daemonized_start:878 - Received container state "ABORTING" instead of "RUNNING"
-lxc-start t2 20261123034153.816 ERROR    lxc_start - ../src/lxc/tools/lxc_start.c:main:306 - The container failed to start
-lxc-start t2 20261123034153.816 WARN     start - ../src/lxc/start.c:x:1 - just a warning
-"""
+START_LOG = "\n".join([
+    "lxc-start t2 20261123034153.793 ERROR    network - ../src/lxc/network.c:netdev_configure_server_veth:711 - "
+    'No such file or directory - Failed to attach "vethAUes7i" to bridge "nosuchbr0", bridge interface doesn\'t exist',
+    "lxc-start t2 20261123034153.816 ERROR    network - ../src/lxc/network.c:lxc_create_network_priv:3427 - "
+    "No such file or directory - Failed to create network device",
+    "lxc-start t2 20261123034153.816 ERROR    start - ../src/lxc/start.c:lxc_spawn:1840 - Failed to create the network",
+    "lxc-start t2 20261123034153.816 ERROR    lxccontainer - ../src/lxc/lxccontainer.c:wait_on_daemonized_start:878 - "
+    'Received container state "ABORTING" instead of "RUNNING"',
+    "lxc-start t2 20261123034153.816 ERROR    lxc_start - ../src/lxc/tools/lxc_start.c:main:306 - The container failed to start",
+    "lxc-start t2 20261123034153.816 WARN     start - ../src/lxc/start.c:x:1 - just a warning",
+])
 
 
 def test_log_reason_first_is_the_specific_one():
