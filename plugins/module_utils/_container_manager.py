@@ -115,6 +115,7 @@ class ContainerManager:
         self.changed = False
         self.actions = []
         self.first_info = None
+        self.final_text = None  # the config file as this run leaves it, once known
         self.diff = {}
         self.restart_required = False
 
@@ -170,10 +171,13 @@ class ContainerManager:
             self.lxc.wait_state(self.name, STABLE, 30)
             current = self.lxc.state(self.name)
             self.first_info = None
+        self.final_text = None  # the config file as this run leaves it, once known
 
         if self.state == "absent":
             if exists:
                 before = self.read_config() if self.module._diff else ""
+                if current == "FROZEN":
+                    self.act("unfreeze", lambda: self.lxc.unfreeze(self.name))
                 self.act("destroy", lambda: self.lxc.destroy(self.name, force=True))
                 if self.module._diff:
                     self.diff = {
@@ -188,6 +192,7 @@ class ContainerManager:
                     "container %s does not exist in %s and no creation source was given: set template or "
                     "rootfs_archive" % (self.name, self.lxc.lxc_path)
                 )
+            self.check_template()
             self.create_and_configure()
             current = "STOPPED"
         else:
@@ -217,6 +222,18 @@ class ContainerManager:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def check_template(self):
+        """A template that LXC will not find fails here, before anything changes."""
+        template = self.params["template"]
+        if template is None or os.path.isabs(template):
+            if template is not None and not os.access(template, os.X_OK):
+                self.fail("template: %s is not an executable template script" % template)
+            return
+        folders = [os.path.join(prefix, "share", "lxc", "templates") for prefix in ("/usr", "/usr/local")]
+        if not any(os.path.isfile(os.path.join(folder, "lxc-" + template)) for folder in folders):
+            self.fail("template: LXC has no template named %r (looked for lxc-%s in %s)"
+                      % (template, template, ", ".join(folders)))
 
     def create_and_configure(self):
         p = self.params
@@ -250,6 +267,7 @@ class ContainerManager:
         else:
             before = self.read_config()
             after = plan_config(before, self.edits)[0]
+            self.final_text = after
             if after != before:
                 self.write_config(after)
         if self.module._diff:
@@ -262,6 +280,7 @@ class ContainerManager:
             after, changed_keys = plan_config(before, self.edits)
         except Exception as exc:  # a config the model cannot edit: say so, change nothing
             self.fail("cannot plan the config of %s: %s" % (self.name, exc))
+        self.final_text = after
         if after == before:
             return current
         if self.module._diff:
@@ -363,7 +382,7 @@ class ContainerManager:
             return
 
         def ready():
-            info = self.lxc.info(self.name, ips=False)
+            info = self.lxc.info(self.name)
             if info["state"] != "RUNNING":
                 return None
             ifaces = self.lxc.interfaces(info["pid"])
@@ -400,7 +419,8 @@ class ContainerManager:
                 "interfaces": {}, "unprivileged": False, "lxc_path": self.lxc.lxc_path, "config": {},
                 "config_path": self.lxc.config_path(self.name),
             }
-        return describe_container(self.lxc, self.name, info=None if self.actions else self.first_info)
+        return describe_container(self.lxc, self.name, info=None if self.actions else self.first_info,
+                                  text=None if self.module.check_mode else self.final_text)
 
     def exit(self, container):
         result = dict(changed=self.changed, actions=self.actions, container=container)
@@ -435,24 +455,28 @@ def _planned_state(state):
             "frozen": "FROZEN"}.get(state, state.upper())
 
 
-def describe_container(lxc: LxcRunner, name: str, with_config: bool = True, info=None) -> dict:
-    """The container as modules return it (``info``: an lxc-info result still valid, if any)."""
+def describe_container(lxc: LxcRunner, name: str, with_config: bool = True, info=None, usage: bool = False,
+                       text=None) -> dict:
+    """The container as modules return it. ``info`` is an lxc-info result and ``text`` the config
+    file's text, when the caller already has them."""
     if info is None:
-        info = lxc.info(name)
-    text = ""
-    try:
-        with open(lxc.config_path(name), encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError:
-        pass
+        info = lxc.info(name, usage=usage)
+    if text is None:
+        text = ""
+        try:
+            with open(lxc.config_path(name), encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            pass
     cfg = LxcConfig.parse(text)
     config = cfg.as_dict()
-    ifaces = lxc.interfaces(info["pid"]) if info["state"] == "RUNNING" else {}
+    ifaces = lxc.interfaces(info["pid"]) if info["state"] in ("RUNNING", "FROZEN") else {}
+    ips = [a.split("/")[0] for iface in sorted(ifaces) for family in ("ipv4", "ipv6") for a in ifaces[iface][family]]
     result = {
         "name": name,
         "state": info["state"],
         "pid": info["pid"],
-        "ips": info["ips"],
+        "ips": ips,
         "interfaces": ifaces,
         "unprivileged": bool(config.get("lxc.idmap")),
         "lxc_path": lxc.lxc_path,
@@ -460,6 +484,8 @@ def describe_container(lxc: LxcRunner, name: str, with_config: bool = True, info
     }
     if with_config:
         result["config"] = config
+    if usage:
+        result["usage"] = info.get("usage", {}) if info["state"] in ("RUNNING", "FROZEN") else {}
     return result
 
 

@@ -81,6 +81,10 @@ def parse_log_errors(text: str) -> list:
     return specific + generic
 
 
+# lxc-info -S -H: raw numbers (nanoseconds of CPU, bytes).
+_USAGE_KEYS = {"CPU use": "cpu_ns", "Memory use": "memory_bytes", "KMem use": "kmem_bytes", "BlkIO use": "blkio_bytes"}
+
+
 def parse_info(text: str) -> dict:
     """Parse ``lxc-info -H`` output: state, pid, ips (in order), link (host side of the veths)."""
     info = {"state": None, "pid": None, "ips": [], "links": []}
@@ -101,6 +105,11 @@ def parse_info(text: str) -> dict:
             info["ips"].append(value)
         elif key == "Link":
             info["links"].append(value)
+        elif key in _USAGE_KEYS:
+            try:
+                info.setdefault("usage", {})[_USAGE_KEYS[key]] = int(value)
+            except ValueError:
+                pass
     return info
 
 
@@ -186,17 +195,19 @@ class LxcRunner:
             return []
         return sorted(e for e in entries if os.path.isfile(os.path.join(self.lxc_path, e, "config")))
 
-    def info(self, name: str, ips: bool = True) -> dict:
+    def info(self, name: str, ips: bool = False, usage: bool = False) -> dict:
         args = ["-s", "-p", "-H"]
         if ips:
             args.append("-i")
+        if usage:
+            args.append("-S")
         rc, out, err = self.run("lxc-info", name, args, check=False)
         if rc != 0:
             return {"state": None, "pid": None, "ips": [], "links": []}
         return parse_info(out)
 
     def state(self, name: str):
-        return self.info(name, ips=False)["state"]
+        return self.info(name)["state"]
 
     def interfaces(self, pid) -> dict:
         return read_interfaces(pid)

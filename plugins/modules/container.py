@@ -374,7 +374,7 @@ container:
       type: int
       sample: 4242
     ips:
-      description: Addresses LXC reports (C(lxc-info -i)).
+      description: Every global address of the container's interfaces (except V(lo)), without prefix length.
       type: list
       elements: str
       sample: [10.0.3.10]

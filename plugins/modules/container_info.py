@@ -10,7 +10,7 @@ short_description: Read LXC containers, their state, addresses and config
 version_added: 0.1.0
 description:
   - Returns one, several or all containers of an lxc_path with their state, init PID, addresses per
-    interface, whether they are unprivileged, and their config file as a dict.
+    interface, resource use, whether they are unprivileged, and their config file as a dict.
   - Reads only; never changes anything. Uses C(lxc-info) and the config files, not python3-lxc.
 author:
   - lxcfleet developers (@lxcfleet)
@@ -77,7 +77,7 @@ containers:
       type: int
       sample: 4242
     ips:
-      description: Addresses LXC reports (C(lxc-info -i)).
+      description: Every global address of the container's interfaces (except V(lo)), without prefix length.
       type: list
       elements: str
       sample: [10.0.3.10]
@@ -102,6 +102,10 @@ containers:
       type: dict
       returned: when O(include_config=true) and the container exists
       sample: {"lxc.uts.name": "web1"}
+    usage:
+      description: Resource use of a running or frozen container (empty when stopped), from C(lxc-info -S).
+      type: dict
+      sample: {"cpu_ns": 12781338, "memory_bytes": 622592, "kmem_bytes": 376832, "blkio_bytes": 0}
     config_text:
       description: The config file as it is.
       type: str
@@ -133,10 +137,10 @@ def main():
     containers = []
     for item in names if names is not None else lxc.list_names():
         if not lxc.exists(item):
-            containers.append(dict(name=item, exists=False, state=None, pid=None, ips=[], interfaces={},
+            containers.append(dict(name=item, exists=False, state=None, pid=None, ips=[], interfaces={}, usage={},
                                    unprivileged=False, lxc_path=lxc.lxc_path, config_path=lxc.config_path(item)))
             continue
-        entry = describe_container(lxc, item, with_config=module.params["include_config"])
+        entry = describe_container(lxc, item, with_config=module.params["include_config"], usage=True)
         entry["exists"] = True
         if module.params["include_config"]:
             with open(lxc.config_path(item), encoding="utf-8", errors="replace") as handle:

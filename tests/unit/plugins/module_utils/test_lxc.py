@@ -41,6 +41,8 @@ def test_parse_info():
     text = "State:          RUNNING\nPID:            3239\nIP:             10.0.3.5\nIP:             fd00::5\nLink:           vethmGBLOb\n"
     assert parse_info(text) == {"state": "RUNNING", "pid": 3239, "ips": ["10.0.3.5", "fd00::5"], "links": ["vethmGBLOb"]}
     assert parse_info("State:          STOPPED\n")["pid"] is None
+    usage = parse_info("CPU use:        12781338\nBlkIO use:      0\nMemory use:     622592\nKMem use:       376832\n")["usage"]
+    assert usage == {"cpu_ns": 12781338, "blkio_bytes": 0, "memory_bytes": 622592, "kmem_bytes": 376832}
 
 
 @pytest.mark.parametrize("name", ["", None, "../x", "a b", "a/b", "-x", ".hidden", "x" * 65])
