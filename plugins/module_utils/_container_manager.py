@@ -171,7 +171,6 @@ class ContainerManager:
             self.lxc.wait_state(self.name, STABLE, 30)
             current = self.lxc.state(self.name)
             self.first_info = None
-        self.final_text = None  # the config file as this run leaves it, once known
 
         if self.state == "absent":
             if exists:
