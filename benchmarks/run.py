@@ -384,6 +384,7 @@ def summarize(results, n):
                        'value': per_repeat(lambda at: ratio(at('community_cc', 'create_start'),
                                                             at('ours', 'create_start'))),
                        'op': '>=', 'limit': LIMIT_COMMUNITY_VS_OURS})
+
     # The same comparison on the work above Ansible's own per-item floor, which both modules pay.
     def above_floor(at, method):
         t, floor = at(method, 'create_start'), ping_at(at)
