@@ -10,7 +10,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import LxcConfig
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import ConfigError, LxcConfig
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
     CgroupLayout,
     OptionError,
@@ -277,7 +277,7 @@ class ContainerManager:
         before = self.read_config()
         try:
             after, changed_keys = plan_config(before, self.edits)
-        except Exception as exc:  # a config the model cannot edit: say so, change nothing
+        except (ConfigError, OptionError) as exc:  # a config the model cannot edit: say so, change nothing
             self.fail("cannot plan the config of %s: %s" % (self.name, exc))
         self.final_text = after
         if after == before:
@@ -365,6 +365,8 @@ class ContainerManager:
             return
         try:
             func()
+        except OSError as exc:
+            self.fail("%s of container %s failed: %s" % (label, self.name, exc))
         except LxcError as exc:
             left = self.lxc.state(self.name) if self.lxc.exists(self.name) else "absent"
             extra = exc.to_result()
