@@ -246,6 +246,7 @@ class ContainerManager:
         generate_metadata = p["rootfs_archive"] is not None and p["rootfs_metadata"] is None
         # In check mode the template's own config is unknown: the diff shows the keys of the task.
         planned = plan_config("", self.edits)[0]
+        self.final_text = planned
 
         def create():
             import shutil
@@ -414,14 +415,23 @@ class ContainerManager:
     # -- result ---------------------------------------------------------------------------------
 
     def describe(self):
+        """The container after the run; in check mode, as the plan would leave it."""
         if self.module.check_mode and not self.lxc.exists(self.name):
             return {
                 "name": self.name, "state": _planned_state(self.state), "pid": None, "ips": [],
-                "interfaces": {}, "unprivileged": False, "lxc_path": self.lxc.lxc_path, "config": {},
+                "interfaces": {}, "unprivileged": False, "lxc_path": self.lxc.lxc_path,
+                "config": LxcConfig.parse(self.final_text or "").as_dict(),
                 "config_path": self.lxc.config_path(self.name),
             }
-        return describe_container(self.lxc, self.name, info=None if self.actions else self.first_info,
-                                  text=None if self.module.check_mode else self.final_text)
+        result = describe_container(self.lxc, self.name, info=None if self.actions else self.first_info,
+                                    text=self.final_text)
+        if self.module.check_mode and self.actions:
+            if self.state != "present":
+                result["state"] = _planned_state(self.state)
+            if any(a in ("start", "stop") for a in self.actions):
+                # A new init process would run: its pid and addresses are not known yet.
+                result.update(pid=None, ips=[], interfaces={})
+        return result
 
     def exit(self, container):
         result = dict(changed=self.changed, actions=self.actions, container=container)
