@@ -10,6 +10,8 @@ import re
 import tempfile
 import time
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._tool import ToolError
+
 # State names as lxc-info prints them.
 STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZING", "FROZEN", "THAWED")
 
@@ -30,28 +32,18 @@ _GENERIC_MESSAGES = (
 )
 
 
-class LxcError(Exception):
+class LxcError(ToolError):
     """An lxc-* tool failed. ``reason`` is LXC's own explanation, from the log of that call."""
 
     def __init__(self, msg: str, cmd=None, rc=None, stdout="", stderr="", reason=None, log_errors=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
+        super().__init__(msg, cmd=cmd, rc=rc, stdout=stdout, stderr=stderr)
         self.reason = reason
         self.log_errors = log_errors or []
 
     def to_result(self) -> dict:
-        return {
-            "cmd": self.cmd,
-            "rc": self.rc,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "lxc_reason": self.reason,
-            "lxc_errors": self.log_errors,
-        }
+        result = super().to_result()
+        result.update(lxc_reason=self.reason, lxc_errors=self.log_errors)
+        return result
 
 
 def validate_name(name, option="name") -> str | None:

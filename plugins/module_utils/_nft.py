@@ -16,6 +16,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._tool import ToolError
+
 FAMILY = "inet"
 TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -67,19 +69,8 @@ class NatError(Exception):
     """Bad input; the message starts with the option's name."""
 
 
-class NftError(Exception):
-    """nft failed."""
-
-    def __init__(self, msg: str, cmd=None, rc=None, stdout="", stderr=""):
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def to_result(self) -> dict:
-        return {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+class NftError(ToolError):
+    """nft (or sysctl) failed."""
 
 
 # ------------------------------------------------------------------ validation
