@@ -19,11 +19,13 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import is_multi
 NESTING_INCLUDE = "/usr/share/lxc/config/nesting.conf"
 
 NET_TYPES = ("veth", "macvlan", "ipvlan", "phys", "vlan", "empty", "none")
-_HWADDR_RE = re.compile(r"^([0-9a-fA-Fx]{2}:){5}[0-9a-fA-Fx]{2}$")
-_IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
-_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_CAP_RE = re.compile(r"^[a-z_]+$")
+# Patterns as strings: re compiles (and caches) each on first use, so a run that does not need one
+# does not pay for it (every module run starts a fresh interpreter).
+_HWADDR_RE = r"^([0-9a-fA-Fx]{2}:){5}[0-9a-fA-Fx]{2}$"
+_IFNAME_RE = r"^[^\s/:]{1,15}$"
+_SIZE_RE = r"(?i)^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$"
+_CPUSET_RE = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
+_CAP_RE = r"^[a-z_]+$"
 
 
 class OptionError(Exception):
@@ -204,7 +206,7 @@ def parse_size(option: str, value) -> int:
         if value <= 0:
             raise OptionError("%s: the size must be positive" % option)
         return value
-    match = _SIZE_RE.match(str(value))
+    match = re.match(_SIZE_RE, str(value))
     if not match:
         raise OptionError("%s: %r is not a size (use bytes or a number with K, M, G or T)" % (option, value))
     number = int(match.group(1))
@@ -268,7 +270,7 @@ def compile_limits(limits: dict, layout: CgroupLayout) -> list:
                 text = str(parse_size(name, value))
         elif option == "cpus":
             text = str(value).replace(" ", "")
-            if not _CPUSET_RE.match(text):
+            if not re.match(_CPUSET_RE, text):
                 raise OptionError("%s: %r is not a CPU list such as '0', '0-1' or '0,2-3'" % (name, value))
         elif option == "cpu_weight":
             weight = _int(name, value, 1, 10000)
@@ -317,7 +319,7 @@ def compile_network(network: list) -> Edit:
             raise OptionError("%s.link is required for type %s" % (where, nic_type))
         for opt in ("link", "name"):
             if opt in nic:
-                if not _IFNAME_RE.match(str(nic[opt])):
+                if not re.match(_IFNAME_RE, str(nic[opt])):
                     raise OptionError("%s.%s: %r is not an interface name (1-15 characters, no space, '/' or ':')" % (where, opt, nic[opt]))
                 fields[opt] = str(nic[opt])
         if "name" in fields:
@@ -326,7 +328,7 @@ def compile_network(network: list) -> Edit:
             names.add(fields["name"])
         fields["flags"] = nic.get("flags", "up")
         if "hwaddr" in nic:
-            if not _HWADDR_RE.match(str(nic["hwaddr"])):
+            if not re.match(_HWADDR_RE, str(nic["hwaddr"])):
                 raise OptionError("%s.hwaddr: %r is not a MAC address (xx may stand for random hex digits)" % (where, nic["hwaddr"]))
             fields["hwaddr"] = str(nic["hwaddr"]).lower()
         if "mtu" in nic:
@@ -362,7 +364,7 @@ def compile_network(network: list) -> Edit:
         if "veth_pair" in nic:
             if nic_type != "veth":
                 raise OptionError("%s.veth_pair needs type veth" % where)
-            if not _IFNAME_RE.match(str(nic["veth_pair"])):
+            if not re.match(_IFNAME_RE, str(nic["veth_pair"])):
                 raise OptionError("%s.veth_pair: %r is not an interface name" % (where, nic["veth_pair"]))
             fields["veth.pair"] = nic["veth_pair"]
         if "macvlan_mode" in nic:
@@ -443,7 +445,7 @@ def compile_capabilities(caps: dict) -> list:
             name = str(name).strip().lower()
             if name.startswith("cap_"):
                 name = name[4:]
-            if not _CAP_RE.match(name):
+            if not re.match(_CAP_RE, name):
                 raise OptionError("capabilities.%s: %r is not a capability name" % (which, name))
             clean.append(name)
         edits.append(CapabilityList("capabilities." + which, "lxc.cap." + which, clean))

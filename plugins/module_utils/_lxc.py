@@ -18,10 +18,10 @@ STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZING", 
 # A container name is used as a directory name below lxc_path and as a hostname default.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-_LOG_LINE_RE = re.compile(
+_LOG_LINE_RE = (
     r"^\S+ \S+ \d+\.\d+ (?P<level>TRACE|DEBUG|INFO|NOTICE|WARN|ERROR|CRIT|ALERT|FATAL)\s+"
     r"(?P<cat>\S+) - (?P<where>\S+) - (?P<msg>.*)$"
-)
+)  # compiled on first use: only failures read logs
 # Lines LXC's tools print on every failure: they carry no reason.
 _GENERIC_MESSAGES = (
     "The container failed to start",
@@ -62,7 +62,7 @@ def parse_log_errors(text: str) -> list:
     """Messages of the ERROR (and worse) lines of an LXC log, most specific first, without duplicates."""
     messages = []
     for line in text.splitlines():
-        match = _LOG_LINE_RE.match(line.strip())
+        match = re.match(_LOG_LINE_RE, line.strip())
         if not match or match.group("level") not in ("ERROR", "CRIT", "ALERT", "FATAL"):
             continue
         msg = match.group("msg").strip()
