@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from bench_common import BenchError, log, ratio, run, tail, terminate
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PLAYBOOKS = os.path.join(HERE, 'playbooks')
@@ -56,41 +58,6 @@ VENV = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
 LIMIT_OURS_VS_RAW = 1.15
 LIMIT_COMMUNITY_VS_OURS = 3.0
 LIMIT_NOOP_VS_PING = 1.15
-
-
-class BenchError(Exception):
-    """A method failed or could not be verified: the figures of this run are not valid."""
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run(argv, check=True, timeout=120, env=None, cwd=None):
-    """Run argv (a list), capture output; the child gets its own session so it can be killed."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=cwd, start_new_session=True)
-    try:
-        out = proc.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out = proc.communicate()[0]
-        raise BenchError('timed out after %ss: %s\n%s' % (timeout, ' '.join(argv), tail(out)))
-    except BaseException:
-        # interrupted (SIGINT/SIGTERM): stop the child we started before cleaning up
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        raise
-    if check and proc.returncode != 0:
-        raise BenchError('exit %d: %s\n%s' % (proc.returncode, ' '.join(argv), tail(out)))
-    return proc.returncode, out
-
-
-def tail(text, lines=40):
-    return '\n'.join((text or '').rstrip().splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------------- LXC helpers
@@ -317,12 +284,6 @@ class Bench(object):
 
 
 # ---------------------------------------------------------------------------------- reporting
-
-def ratio(num, den):
-    if num is None or den is None or den <= 0:
-        return None
-    return num / den
-
 
 def judge(value, limit, op):
     if value is None:
@@ -552,10 +513,6 @@ def parse_args(argv):
     return args
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt('signal %d' % signum)
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     problems = preflight(args.methods)
@@ -577,7 +534,7 @@ def main(argv=None):
     except OSError:
         log('benchmark: another benchmark run holds %s' % LOCK)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
 
     bench = Bench(args)
     if args.clean:
