@@ -11,6 +11,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import ConfigError, LxcConfig
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._files import write_atomic
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
     CgroupLayout,
     OptionError,
@@ -211,16 +212,7 @@ class ContainerManager:
             self.fail("cannot read %s: %s" % (self.lxc.config_path(self.name), exc))
 
     def write_config(self, text: str):
-        path = self.lxc.config_path(self.name)
-        directory = os.path.dirname(path)
-        fd, tmp = tempfile.mkstemp(prefix=".config.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            self.module.atomic_move(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(self.module, self.lxc.config_path(self.name), text)
 
     def check_template(self):
         """A template that LXC will not find fails here, before anything changes."""

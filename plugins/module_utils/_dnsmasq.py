@@ -18,6 +18,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._files import write_atomic
+
 IFNAMSIZ = 16
 DEFAULT_CONFIG_DIR = "/etc/lxcfleet/dnsmasq"
 DEFAULT_STATE_DIR = "/var/lib/lxcfleet/dnsmasq"
@@ -322,24 +324,27 @@ def _exists(path):
     return "" if os.path.lexists(path) else None
 
 
-def process_pid(pid_file: str, config: str):
-    """The pid of our dnsmasq: from the pid file, if /proc/PID/cmdline is dnsmasq with this config."""
-    text = _read(pid_file)
-    if not text or not text.strip().isdigit():
-        return None
-    pid = int(text.strip())
+def _is_our_dnsmasq(pid: int, config: str) -> bool:
+    """Whether pid is a live (not zombie) dnsmasq started with this config file."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             argv = handle.read().decode("utf-8", "replace").split("\0")
         with open("/proc/%d/stat" % pid, "r", encoding="utf-8") as handle:
             stat = handle.read()
     except (FileNotFoundError, ProcessLookupError):
-        return None
+        return False
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return bool(argv) and os.path.basename(argv[0]) == "dnsmasq" and "--conf-file=%s" % config in argv
+
+
+def process_pid(pid_file: str, config: str):
+    """The pid of our dnsmasq: from the pid file, if /proc/PID/cmdline is dnsmasq with this config."""
+    text = _read(pid_file)
+    if not text or not text.strip().isdigit():
         return None
-    if not argv or os.path.basename(argv[0]) != "dnsmasq" or "--conf-file=%s" % config not in argv:
-        return None
-    return pid
+    pid = int(text.strip())
+    return pid if _is_our_dnsmasq(pid, config) else None
 
 
 def read_current(module, desired: dict) -> dict:
@@ -366,36 +371,14 @@ def read_current(module, desired: dict) -> dict:
 
 
 def _write(module, path: str, text: str, mode: int = 0o644):
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _alive(pid: int, config: str) -> bool:
-    """Whether pid is still our dnsmasq (not gone, not a zombie, same command line)."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            argv = handle.read().decode("utf-8", "replace").split("\0")
-        with open("/proc/%d/stat" % pid, "r", encoding="utf-8") as handle:
-            stat = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and "--conf-file=%s" % config in argv
+    write_atomic(module, path, text, mode=mode, make_dirs=True)
 
 
 def _stop_process(pid: int, config: str):
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        if not _alive(pid, config):
+        if not _is_our_dnsmasq(pid, config):
             return
         time.sleep(0.05)
     raise DnsmasqError("service: dnsmasq (pid %d) did not exit within %d s of SIGTERM" % (pid, STOP_TIMEOUT))
