@@ -15,9 +15,13 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._files import write_a
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
     CgroupLayout,
     OptionError,
+    RemoveKey,
+    SetKey,
     compile_all,
     plan_config,
 )
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import validate_key
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpriv
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
     LxcError,
     LxcRunner,
@@ -86,6 +90,8 @@ ARGUMENT_SPEC = dict(
             groups=dict(type="list", elements="str"),
         ),
     ),
+    unprivileged=dict(type="bool"),
+    idmap=dict(type="list", elements="str"),
     apparmor_profile=dict(type="str"),
     nesting=dict(type="bool"),
     capabilities=dict(
@@ -157,12 +163,54 @@ class ContainerManager:
             self.edits = compile_all(p, CgroupLayout())
         except OptionError as exc:
             self.fail(str(exc))
+        self.validate_idmap()
+
+    def validate_idmap(self):
+        """The id map the task names (``idmap`` or ``config: {lxc.idmap: ...}``), checked against the
+        subordinate ranges of the user this runs as, before anything changes."""
+        p = self.params
+        self.who = _unpriv.Identity.current()
+        self.task_idmap = None
+        self.task_idmap_option = None
+        config_keys = {}
+        for raw_key, value in (p["config"] or {}).items():
+            try:
+                config_keys[validate_key(str(raw_key))] = value
+            except Exception:  # already rejected by compile_all
+                continue
+        if "lxc.idmap" in config_keys:
+            value = config_keys["lxc.idmap"]
+            self.task_idmap = value if isinstance(value, list) else [value]
+            self.task_idmap_option = "config"
+        if p["idmap"] is not None:
+            if self.task_idmap is not None:
+                self.fail("idmap: lxc.idmap is also set in config; give the map one way only")
+            self.task_idmap = list(p["idmap"])
+            self.task_idmap_option = "idmap"
+        if self.task_idmap is not None and p["unprivileged"] is False:
+            self.fail("%s: an id map makes the container unprivileged; it cannot go with unprivileged: false"
+                      % self.task_idmap_option)
+        if p["unprivileged"] is False and not self.who.is_root:
+            self.fail("unprivileged: false needs root; %s can only run unprivileged containers" % self.who.name)
+        if self.task_idmap is not None:
+            if not self.task_idmap:
+                self.fail("%s: an empty id map; leave it out, or set unprivileged: false for a privileged container"
+                          % self.task_idmap_option)
+            try:
+                entries = _unpriv.parse_idmap(self.task_idmap, option=self.task_idmap_option)
+            except _unpriv.IdmapError as exc:
+                self.fail(str(exc))
+            problems = _unpriv.idmap_problems(entries, self.who, option=self.task_idmap_option)
+            if problems:
+                self.fail("; ".join(problems))
+            self.task_idmap = [e.line() for e in entries]
 
     # -- the run ------------------------------------------------------------------------------
 
     def run(self):
         self.validate()
         self.lxc = LxcRunner(self.module, self.params["lxc_path"])
+        self.prepare_user_environment()
         exists = self.lxc.exists(self.name)
         # One lxc-info call: when nothing changes, the result describes the container too.
         self.first_info = self.lxc.info(self.name) if exists else None
@@ -193,10 +241,18 @@ class ContainerManager:
                     "rootfs_archive" % (self.name, self.lxc.lxc_path)
                 )
             self.check_template()
+            self.plan_creation_idmap()
+            self.preflight_unprivileged(self.creation_idmap, starting=self.state != "present")
             self.create_and_configure()
             current = "STOPPED"
         else:
-            current = self.configure(current)
+            before = self.read_config()
+            current_map = LxcConfig.parse(before).get("lxc.idmap")
+            self.check_existing_idmap(current_map)
+            starts = self.state in ("started", "restarted", "frozen") and current not in ("RUNNING", "FROZEN")
+            starts = starts or self.state == "restarted"
+            self.preflight_unprivileged(current_map, starting=starts)
+            current = self.configure(current, before)
 
         self.reach_state(current)
         self.wait_for_addresses()
@@ -213,6 +269,125 @@ class ContainerManager:
 
     def write_config(self, text: str):
         write_atomic(self.module, self.lxc.config_path(self.name), text)
+
+    # -- unprivileged ---------------------------------------------------------------------------
+
+    def prepare_user_environment(self):
+        """LXC run by a non-root user: its own runtime dir, and a delegated scope where cgroup2 needs it."""
+        self.start_problem = None
+        if self.who.is_root:
+            return
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        if runtime:
+            try:
+                owner = os.stat(runtime).st_uid
+            except OSError:
+                owner = None
+            if owner != self.who.uid:
+                # Inherited from the user that became this one: LXC would put its sockets there and fail.
+                own = "/run/user/%d" % self.who.uid
+                if os.path.isdir(own) and os.stat(own).st_uid == self.who.uid:
+                    os.environ["XDG_RUNTIME_DIR"] = own
+                else:
+                    del os.environ["XDG_RUNTIME_DIR"]
+        wrapper, env, problem = _unpriv.cgroup_delegation(self.who)
+        self.lxc.start_wrapper = wrapper
+        self.lxc.env.update(env)
+        self.start_problem = problem
+
+    def plan_creation_idmap(self):
+        """The map a new container gets: the task's, else the user's default config's, else one made
+        from the subordinate ranges of the user this runs as; none when unprivileged is false."""
+        p = self.params
+        self.default_config_text = ""
+        self.default_config_path = self.lxc.global_value("lxc.default_config")
+        try:
+            with open(self.default_config_path, encoding="utf-8") as handle:
+                self.default_config_text = handle.read()
+        except OSError:
+            pass
+        default_map = LxcConfig.parse(self.default_config_text).get("lxc.idmap")
+        if p["unprivileged"] is False:
+            self.creation_idmap = []
+            if default_map:
+                self.edits.append(RemoveKey("unprivileged", "lxc.idmap"))
+            return
+        if self.task_idmap is not None:
+            self.creation_idmap = self.task_idmap
+            if self.task_idmap_option == "idmap":
+                self.edits.append(SetKey("idmap", "lxc.idmap", self.task_idmap))
+            return
+        if default_map:
+            try:
+                entries = _unpriv.parse_idmap(default_map, option="lxc.idmap in %s" % self.default_config_path)
+            except _unpriv.IdmapError as exc:
+                self.fail(str(exc))
+            problems = _unpriv.idmap_problems(entries, self.who, option="lxc.idmap in %s" % self.default_config_path)
+            if problems:
+                self.fail("; ".join(problems))
+            self.creation_idmap = [e.line() for e in entries]
+            self.edits.append(SetKey("unprivileged", "lxc.idmap", self.creation_idmap))
+            return
+        try:
+            self.creation_idmap = _unpriv.derive_idmap(self.who)
+        except _unpriv.IdmapError as exc:
+            self.fail(str(exc))
+        self.edits.append(SetKey("unprivileged", "lxc.idmap", self.creation_idmap))
+
+    def check_existing_idmap(self, current_map):
+        """An existing container keeps its map: its rootfs is owned by the mapped ids."""
+        p = self.params
+        where = "container %s in %s" % (self.name, self.lxc.lxc_path)
+        if p["unprivileged"] is True and not current_map:
+            self.fail("unprivileged: %s exists as a privileged container (no lxc.idmap); turning it into an "
+                      "unprivileged one would need its rootfs re-owned, which this module does not do: destroy "
+                      "and recreate it" % where)
+        if p["unprivileged"] is False and current_map:
+            self.fail("unprivileged: %s exists as an unprivileged container; making it privileged would need "
+                      "its rootfs re-owned, which this module does not do: destroy and recreate it" % where)
+        if self.task_idmap is not None and self.task_idmap != [" ".join(v.split()) for v in current_map]:
+            self.fail("%s: %s exists with the map %s; a different map would leave its rootfs owned by the old "
+                      "ids, which this module does not re-own: destroy and recreate it"
+                      % (self.task_idmap_option, where, current_map))
+
+    def preflight_unprivileged(self, idmap, starting):
+        """Causes that would surely make LXC fail for a non-root user, found before anything changes."""
+        if not idmap or self.who.is_root:
+            return
+        problems = []
+        try:
+            entries = _unpriv.parse_idmap(idmap, option="lxc.idmap")
+            problems += _unpriv.idmap_problems(entries, self.who, option="lxc.idmap")
+        except _unpriv.IdmapError as exc:
+            problems.append(str(exc))
+        problems += _unpriv.newidmap_problems()
+        if starting and self.start_problem:
+            problems.append(self.start_problem)
+        if problems:
+            self.fail("container %s cannot run unprivileged as %s: %s" % (self.name, self.who.name, "; ".join(problems)),
+                      causes=problems)
+
+    def unprivileged_causes(self):
+        """After a failed create or start: what this module can detect."""
+        text = self.final_text
+        if text is None and self.lxc.exists(self.name):
+            try:
+                with open(self.lxc.config_path(self.name), encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                text = ""
+        config = LxcConfig.parse(text or "").as_dict()
+        if not config.get("lxc.idmap"):
+            return []
+        rootfs = config.get("lxc.rootfs.path") or os.path.join(self.lxc.container_dir(self.name), "rootfs")
+        if isinstance(rootfs, list):
+            rootfs = rootfs[-1]
+        rootfs = rootfs.split(":", 1)[1] if rootfs.startswith("dir:") else rootfs
+        nics = [n for _i, n in sorted(_nics(config).items())]
+        try:
+            return _unpriv.diagnose(config, self.who, rootfs, nics)
+        except Exception as exc:  # diagnostics must never hide LXC's own error
+            return ["(diagnostics failed: %s)" % exc]
 
     def check_template(self):
         """A template that LXC will not find fails here, before anything changes."""
@@ -240,18 +415,29 @@ class ContainerManager:
         planned = plan_config("", self.edits)[0]
         self.final_text = planned
 
+        # An unprivileged container needs its map when the template runs (the rootfs is unpacked as the
+        # mapped ids): LXC gets the default config with the task's keys applied as its initial config.
+        default_map = LxcConfig.parse(self.default_config_text).get("lxc.idmap")
+        initial = None
+        if self.creation_idmap or default_map:
+            initial = plan_config(self.default_config_text, self.edits)[0]
+
         def create():
             import shutil
 
-            scratch = None
+            scratch = tempfile.mkdtemp(prefix="lxcfleet-create-")
             try:
                 if generate_metadata:
-                    scratch = tempfile.mkdtemp(prefix="lxcfleet-meta-")
                     options[3] = write_minimal_metadata(scratch)
-                self.lxc.create(self.name, template, options, backing_store=p["backing_store"])
+                config_file = None
+                if initial is not None:
+                    config_file = os.path.join(scratch, "config")
+                    with open(config_file, "w", encoding="utf-8") as handle:
+                        handle.write(initial)
+                make_traversable_dirs(self.lxc.lxc_path)
+                self.lxc.create(self.name, template, options, backing_store=p["backing_store"], config_file=config_file)
             finally:
-                if scratch:
-                    shutil.rmtree(scratch, ignore_errors=True)
+                shutil.rmtree(scratch, ignore_errors=True)
 
         self.act("create", create)
         if self.module.check_mode:
@@ -266,8 +452,7 @@ class ContainerManager:
             self.diff = {"before": "", "after": after, "before_header": "(absent)",
                          "after_header": os.path.join(self.lxc.lxc_path, self.name, "config")}
 
-    def configure(self, current):
-        before = self.read_config()
+    def configure(self, current, before):
         try:
             after, changed_keys = plan_config(before, self.edits)
         except (ConfigError, OptionError) as exc:  # a config the model cannot edit: say so, change nothing
@@ -363,8 +548,12 @@ class ContainerManager:
         except LxcError as exc:
             left = self.lxc.state(self.name) if self.lxc.exists(self.name) else "absent"
             extra = exc.to_result()
-            self.fail("%s; container %s is %s" % (exc.msg, self.name, (left or "unknown").lower()),
-                      container=self.describe() if left != "absent" else None, state_after_failure=left, **extra)
+            causes = self.unprivileged_causes() if label in ("create", "start") else []
+            msg = "%s; container %s is %s" % (exc.msg, self.name, (left or "unknown").lower())
+            if causes:
+                msg += ". Detected: " + "; ".join(causes)
+            self.fail(msg, container=self.describe() if left != "absent" else None, state_after_failure=left,
+                      causes=causes, **extra)
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -409,10 +598,11 @@ class ContainerManager:
     def describe(self):
         """The container after the run; in check mode, as the plan would leave it."""
         if self.module.check_mode and not self.lxc.exists(self.name):
+            config = LxcConfig.parse(self.final_text or "").as_dict()
             return {
                 "name": self.name, "state": _planned_state(self.state), "pid": None, "ips": [],
-                "interfaces": {}, "unprivileged": False, "lxc_path": self.lxc.lxc_path,
-                "config": LxcConfig.parse(self.final_text or "").as_dict(),
+                "interfaces": {}, "unprivileged": bool(config.get("lxc.idmap")), "lxc_path": self.lxc.lxc_path,
+                "config": config,
                 "config_path": self.lxc.config_path(self.name),
             }
         result = describe_container(self.lxc, self.name, info=None if self.actions else self.first_info,
@@ -432,6 +622,31 @@ class ContainerManager:
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)
+
+
+def make_traversable_dirs(path: str) -> None:
+    """Create the missing folders of ``path`` with mode 0755 whatever the umask: a container's mapped
+    root must be able to search the lxc path (LXC: "Could not access ...")."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        os.mkdir(folder)
+        os.chmod(folder, 0o755)
+
+
+def _nics(config: dict) -> dict:
+    """lxc.net.N.* keys of a config dict as {N: {"type": ..., "link": ...}}."""
+    nics = {}
+    for key, value in config.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[:2] == ["lxc", "net"] and parts[2].isdigit():
+            nics.setdefault(int(parts[2]), {})[parts[3]] = value[-1] if isinstance(value, list) else value
+    return nics
 
 
 def write_minimal_metadata(directory: str) -> str:

@@ -111,6 +111,10 @@ class LxcRunner:
     def __init__(self, module, lxc_path=None):
         self.module = module
         self._bins = {}
+        #: Variables every lxc-* call gets (LANG/LC_ALL, and for a user, where its systemd is).
+        self.env = {"LANG": "C", "LC_ALL": "C"}
+        #: argv prefix of lxc-start, e.g. a delegated systemd scope for an unprivileged user.
+        self.start_wrapper = []
         self.lxc_path = lxc_path or self.default_lxc_path()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -120,22 +124,24 @@ class LxcRunner:
             self._bins[tool] = self.module.get_bin_path(tool, required=True)
         return self._bins[tool]
 
-    def default_lxc_path(self) -> str:
-        rc, out, err = self.module.run_command(
-            [self.bin("lxc-config"), "lxc.lxcpath"], environ_update={"LANG": "C", "LC_ALL": "C"}
-        )
-        path = out.strip()
-        if rc != 0 or not path:
-            self.module.fail_json(msg="cannot find the default lxc_path: lxc-config lxc.lxcpath failed: %s" % err.strip())
-        return path
+    def global_value(self, key: str) -> str:
+        """``lxc-config KEY`` for the user this runs as (lxc.lxcpath, lxc.default_config ...)."""
+        rc, out, err = self.module.run_command([self.bin("lxc-config"), key], environ_update=self.env)
+        value = out.strip()
+        if rc != 0 or not value:
+            self.module.fail_json(msg="cannot read %s: lxc-config %s failed: %s" % (key, key, err.strip()))
+        return value
 
-    def run(self, tool: str, name=None, args=(), check=True, log=False, data=None, what=None):
+    def default_lxc_path(self) -> str:
+        return self.global_value("lxc.lxcpath")
+
+    def run(self, tool: str, name=None, args=(), check=True, log=False, data=None, what=None, prefix=()):
         """Run ``tool -P lxc_path [-n name] args``.
 
         With ``log``, LXC logs this one call at INFO into a temporary file, and a failure carries
         the reasons found there.
         """
-        argv = [self.bin(tool), "-P", self.lxc_path]
+        argv = list(prefix) + [self.bin(tool), "-P", self.lxc_path]
         if name is not None:
             argv += ["-n", name]
         logfile = None
@@ -146,7 +152,7 @@ class LxcRunner:
         argv += list(args)
         try:
             rc, out, err = self.module.run_command(
-                argv, data=data, binary_data=data is not None, environ_update={"LANG": "C", "LC_ALL": "C"}
+                argv, data=data, binary_data=data is not None, environ_update=self.env
             )
             logtext = ""
             if logfile:
@@ -218,7 +224,8 @@ class LxcRunner:
         return self.run("lxc-create", name, args, log=True, what="creating container %s failed" % name)
 
     def start(self, name: str):
-        return self.run("lxc-start", name, ["-d"], log=True, what="starting container %s failed" % name)
+        return self.run("lxc-start", name, ["-d"], log=True, what="starting container %s failed" % name,
+                        prefix=self.start_wrapper)
 
     def stop(self, name: str, timeout: int = 30, kill: bool = False):
         args = ["-k"] if kill else ["-t", str(timeout)]

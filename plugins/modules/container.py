@@ -225,6 +225,37 @@ options:
         description: Autostart groups (C(lxc.group)), the whole set.
         type: list
         elements: str
+  unprivileged:
+    description:
+      - Whether the container runs with an id map, so that root in the container is an unprivileged id
+        on the host. Applies when the container is created; default V(true) there.
+      - A new unprivileged container gets O(idmap) when given, else the C(lxc.idmap) lines of the default
+        config of the user the module runs as (C(lxc-config lxc.default_config), for example
+        C(~/.config/lxc/default.conf)), else a map made from that user's ranges in C(/etc/subuid) and
+        C(/etc/subgid) (the first range of 65536 ids or more, else the largest, at most 65536 ids mapped
+        from container id 0). See M(lxcfleet.lxc.subid).
+      - Run the task as the user who owns the container (C(become_user)); LXC then runs as that user,
+        with its lxc path (C(~/.local/share/lxc)) and default config. Run as root, an unprivileged
+        container is owned by root (a root-owned unprivileged container); root needs a range in
+        C(/etc/subuid) or an explicit O(idmap).
+      - V(false) creates a privileged container; only root can. Unset leaves an existing container as it is.
+      - An existing container is never converted between privileged and unprivileged (its rootfs is owned
+        by the mapped ids), so a task asking for the other kind fails and says so.
+      - A non-root user on a cgroup2 host whose cgroup is not delegated starts the container inside
+        C(systemd-run --user --scope -p Delegate=yes); without a systemd user instance the task fails
+        before starting and names what is missing (for example lingering).
+    type: bool
+  idmap:
+    description:
+      - The container's id map, the whole set of C(lxc.idmap) values, each V(u|g CONTAINER_ID HOST_ID COUNT).
+        Setting it makes the container unprivileged.
+      - Every host range must lie inside the subordinate ranges of the user the module runs as (root may
+        map anything); a user may also map its own uid and gid one to one, as in the example that
+        maps uid 1000 straight through.
+      - Checked before anything changes. Used when the container is created; for an existing container
+        it must equal the current map (maps are not changed in place).
+    type: list
+    elements: str
   apparmor_profile:
     description:
       - AppArmor profile (C(lxc.apparmor.profile)), for example V(generated), V(unconfined) or a profile name.
@@ -292,6 +323,48 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Unprivileged first: a user with subordinate ids and a veth allowance on the bridge creates and
+# starts its own container; LXC runs as that user.
+- name: Subordinate ids for alice
+  lxcfleet.lxc.subid:
+    name: alice
+
+- name: Alice may add 10 veth interfaces to lxcbr0
+  lxcfleet.lxc.usernet:
+    name: alice
+    bridge: lxcbr0
+    count: 10
+
+- name: Alice's container, unprivileged, in ~alice/.local/share/lxc
+  lxcfleet.lxc.container:
+    name: c1
+    template: busybox
+    network:
+      - link: lxcbr0
+    state: started
+  become: true
+  become_user: alice
+
+- name: A desktop user's container that maps the user's own uid and gid 1000 straight through
+  lxcfleet.lxc.container:
+    name: dev1
+    template: busybox
+    idmap:
+      - u 0 100000 1000
+      - g 0 100000 1000
+      - u 1000 1000 1
+      - g 1000 1000 1
+      - u 1001 101001 64535
+      - g 1001 101001 64535
+  become: true
+  become_user: alice
+
+- name: A privileged container (root only; unprivileged is the default)
+  lxcfleet.lxc.container:
+    name: router1
+    template: busybox
+    unprivileged: false
+
 - name: A busybox container on lxcbr0 with a static address, started
   lxcfleet.lxc.container:
     name: web1
@@ -414,6 +487,16 @@ lxc_reason:
   returned: failure
   type: str
   sample: Failed to attach "vethAUes7i" to bridge "nosuchbr0", bridge interface doesn't exist
+causes:
+  description:
+    - On a failed start or creation of an unprivileged container, the causes the module detected, such as no
+      subordinate range or a map outside it, C(newuidmap) without its setuid bit, no C(lxc-usernet) allowance
+      for a bridge, a folder on the way to the rootfs that the container's root cannot search, a restrictive umask.
+      They are also in the message.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["/home/alice (mode 0700, owner 1001:1001) cannot be searched by the container's root (host uid 100000)"]
 state_after_failure:
   description: On a failed LXC call, the state the container was left in.
   returned: failure
