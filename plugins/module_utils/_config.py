@@ -294,15 +294,17 @@ class LxcConfig:
 
     # --------------------------------------------------------------- write
     def _append_pos(self, key: str) -> int:
-        """Where a new line of ``key`` goes: after its interface group, else at the end."""
+        """Where a new line of ``key`` goes: after its interface group, else at the end.
+
+        ``lxc.net.N.type`` opens its group instead: LXC resets an interface's other settings
+        (its link, for one) when it reads the type, so the type must come first.
+        """
         idx = net_index(key)
         if idx is not None:
-            pos = -1
-            for i, line in enumerate(self._lines):
-                if line.kind == ENTRY and line.key is not None and net_index(line.key) == idx:
-                    pos = i
-            if pos >= 0:
-                return pos + 1
+            group = [i for i, line in enumerate(self._lines)
+                     if line.kind == ENTRY and line.key is not None and net_index(line.key) == idx]
+            if group:
+                return group[0] if key.endswith(".type") else group[-1] + 1
         return len(self._lines)
 
     def _insert(self, pos: int, new: List[ConfigLine]) -> None:

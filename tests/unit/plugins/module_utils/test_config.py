@@ -430,6 +430,16 @@ def test_set_net_key_appended_to_its_group() -> None:
     assert cfg.net_indices() == [0, 1, 2]
 
 
+def test_new_net_type_opens_its_group() -> None:
+    # A default config that names only the link (the type comes from an included file): LXC
+    # resets the link when it reads a type after it, so a new type line goes first.
+    cfg = LxcConfig.parse("lxc.include = /etc/lxc/default.conf\nlxc.net.0.link = br7\nlxc.idmap = u 0 1 2\n")
+    assert cfg.set("lxc.net.0.type", "veth")
+    assert cfg.set("lxc.net.0.flags", "up")
+    assert cfg.render() == ("lxc.include = /etc/lxc/default.conf\nlxc.net.0.type = veth\nlxc.net.0.link = br7\n"
+                            "lxc.net.0.flags = up\nlxc.idmap = u 0 1 2\n")
+
+
 def test_set_value_needing_quotes() -> None:
     cfg = LxcConfig()
     cfg.set("lxc.init.cmd", " /sbin/init")
