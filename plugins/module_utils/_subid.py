@@ -554,18 +554,31 @@ def run(module, desired: dict) -> dict:
             module.fail_json(msg="%s_path: folder %s does not exist" % (kind, folder))
     # The locks are taken in check mode too: the plan is made from the state a real run would see
     # at that moment, and both files are read as one consistent snapshot (usermod changes them in turn).
-    try:
+    # Only a check run of a user who may not take the locks (not root) reads without them, with a warning.
+
+    def locked_work():
         with shadow_locks(paths, desired["lock_timeout"]):
             texts = {kind: read_text(desired["paths"][kind], kind) for kind in managed}
-            result = plan(desired, texts, limits)
+            planned = plan(desired, texts, limits)
             if not module.check_mode:
                 for kind in managed:
-                    item = result[kind]
+                    item = planned[kind]
                     if not item["changed"]:
                         continue
                     if item["before"] is not None:
                         write_backup(item["path"], item["before"])
                     write_atomic(module, item["path"], item["after"] or "", mode=0o644)
+            return planned
+
+    try:
+        try:
+            result = locked_work()
+        except PermissionError as exc:
+            if not module.check_mode:
+                raise
+            module.warn("check mode without the locks (%s: %s): the prediction may differ from a real run if the files "
+                        "change meanwhile" % (exc.filename, os.strerror(exc.errno)))
+            result = plan(desired, {kind: read_text(desired["paths"][kind], kind) for kind in managed}, limits)
     except SubidError as exc:
         module.fail_json(msg=str(exc))
     except LockTimeout as exc:

@@ -34,6 +34,7 @@ attributes:
     details:
       - Check mode takes the same locks and reads the same state as a real run, so it predicts exactly
         the ranges a real run at that moment would allocate; it writes nothing.
+      - A check run by a user who may not take the locks (not root) reads without them and warns.
   diff_mode:
     support: full
     details:

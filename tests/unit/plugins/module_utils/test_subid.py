@@ -4,10 +4,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import time
 from collections import namedtuple
 
 import pytest
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _subid
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._subid import (
     DEFAULT_LIMITS,
     SubidEntry,
@@ -23,6 +29,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._subid import (
     ranges_for,
     read_ranges,
     render_subid,
+    shadow_locks,
     shadow_range,
 )
 
@@ -353,3 +360,96 @@ def test_absent_nothing_to_do():
     result = run_plan(None, "bob:1:2\n", state="absent")
     assert not result["subuid"]["changed"] and result["subuid"]["after"] is None
     assert not result["subgid"]["changed"]
+
+
+def test_explicit_start_conflicts_with_a_line_shadow_reads():
+    with pytest.raises(SubidError, match=r"^start 100000 \(count 65536\) overlaps another entry of /x/subuid: 'dave:0x186a0:10'"):
+        run_plan("dave:0x186a0:10\n", "", start=100000)
+
+
+def test_own_entry_by_uid_is_replaced_not_a_conflict():
+    result = run_plan("1001:1000000:10\n", "", start=1000000)
+    assert result["subuid"]["after"] == "alice:1000000:65536\n"
+
+
+# --- locks (on files in a temporary folder) --------------------------------------------------------
+
+def test_link_lock_takes_over_a_stale_lock(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path = str(tmp_path / "subuid")
+    (tmp_path / "subuid.lock").write_text(str(dead.pid))
+    started = time.monotonic()
+    with shadow_locks([path], 5, pwd_lock=str(tmp_path / ".pwd.lock")):
+        assert (tmp_path / "subuid.lock").read_text() == str(os.getpid())
+        assert not (tmp_path / ("subuid.%d" % os.getpid())).exists()
+    assert time.monotonic() - started < 2
+    assert not (tmp_path / "subuid.lock").exists()
+
+
+def test_link_lock_waits_for_a_live_holder_then_times_out(tmp_path):
+    path = str(tmp_path / "subgid")
+    (tmp_path / "subgid.lock").write_text(str(os.getppid()))
+    with pytest.raises(LockTimeout, match="is held by process %d" % os.getppid()):
+        with shadow_locks([str(tmp_path / "subuid"), path], 0.2, pwd_lock=str(tmp_path / ".pwd.lock")):
+            pass
+    # The lock it got is released, the other one is untouched.
+    assert not (tmp_path / "subuid.lock").exists()
+    assert (tmp_path / "subgid.lock").read_text() == str(os.getppid())
+
+
+# --- run() with a stand-in module (files in a temporary folder) -----------------------------------
+
+class FakeModule:
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
+        self._diff = True
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs)
+
+    def atomic_move(self, src, dest):
+        os.rename(src, dest)
+
+
+@contextlib.contextmanager
+def _no_locks(paths, timeout):
+    yield
+
+
+def test_run_writes_file_and_backup(tmp_path, monkeypatch):
+    monkeypatch.setattr(_subid, "shadow_locks", _no_locks)
+    (tmp_path / "subuid").write_text("# c\nbob:100000:65536\n")
+    os.chmod(tmp_path / "subuid", 0o640)
+    want = desired(subuid_path=str(tmp_path / "subuid"), subgid_path=str(tmp_path / "subgid"))
+    result = _subid.run(FakeModule(), want)
+    assert result["changed"] and result["subuid"] == [{"start": 165536, "count": 65536}]
+    assert result["idmap"] == ["u 0 165536 65536", "g 0 165536 65536"]
+    assert (tmp_path / "subuid").read_text() == "# c\nbob:100000:65536\nalice:165536:65536\n"
+    assert (tmp_path / "subuid-").read_text() == "# c\nbob:100000:65536\n"
+    assert os.stat(tmp_path / "subuid-").st_mode & 0o777 == 0o640
+    assert (tmp_path / "subgid").read_text() == "alice:165536:65536\n"
+    assert not (tmp_path / "subgid-").exists()
+    assert [d["before_header"] for d in result["diff"]] == [str(tmp_path / "subuid"), str(tmp_path / "subgid")]
+    again = _subid.run(FakeModule(), want)
+    assert not again["changed"] and again["diff"][0]["before"] == again["diff"][0]["after"]
+
+
+def test_check_mode_without_permission_for_the_locks_reads_and_warns(tmp_path, monkeypatch):
+    def denied(paths, timeout):
+        raise PermissionError(13, "Permission denied", "/etc/.pwd.lock")
+
+    monkeypatch.setattr(_subid, "shadow_locks", denied)
+    (tmp_path / "subuid").write_text("bob:100000:65536\n")
+    want = desired(subuid_path=str(tmp_path / "subuid"), subgid_path=str(tmp_path / "subgid"))
+    module = FakeModule(check_mode=True)
+    result = _subid.run(module, want)
+    assert result["changed"] and result["subuid"] == [{"start": 165536, "count": 65536}]
+    assert module.warnings and "without the locks" in module.warnings[0]
+    assert (tmp_path / "subuid").read_text() == "bob:100000:65536\n"
+    with pytest.raises(AssertionError, match="Permission denied"):
+        _subid.run(FakeModule(), want)
