@@ -55,7 +55,7 @@ options:
       - V(present) makes sure the user has a range of at least O(count) ids (at O(start) when given) in
         each managed file, adding one where there is none.
       - V(absent) removes the user's ranges from the managed files; with O(start), only the ranges
-        that begin at O(start).
+        that begin at O(start). O(count), O(base) and O(exclusive) are not used then.
     type: str
     choices: [present, absent]
     default: present
