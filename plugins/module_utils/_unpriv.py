@@ -312,16 +312,23 @@ def cgroup_delegation(who: Identity, root: str = "/sys/fs/cgroup", proc_cgroup: 
     if os.access(folder, os.W_OK) and os.access(os.path.join(folder, "cgroup.procs"), os.W_OK):
         return [], {}, None  # already in a delegated cgroup (e.g. a user session scope with Delegate)
     runtime = os.path.join(run_user, str(who.uid))
-    bus = os.path.join(runtime, "bus")
+    bus = os.path.join(runtime, "bus")  # with dbus-user-session
+    private = os.path.join(runtime, "systemd", "private")  # systemd --user's own socket, always there
     systemd_run = _which("systemd-run")
-    if systemd_run and os.path.exists(bus):
-        env = {"XDG_RUNTIME_DIR": runtime, "DBUS_SESSION_BUS_ADDRESS": "unix:path=%s" % bus}
+    if systemd_run and (os.path.exists(bus) or os.path.exists(private)):
+        env = {"XDG_RUNTIME_DIR": runtime}
+        if os.path.exists(bus):
+            env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=%s" % bus
         return [systemd_run, "--user", "--scope", "--quiet", "-p", "Delegate=yes", "--"], env, None
-    missing = "systemd-run is not installed" if not systemd_run else "no systemd user instance for %s (%s is missing)" % (who.name, bus)
+    if not systemd_run:
+        missing = "systemd-run is not installed"
+    else:
+        missing = "no systemd user instance for %s (neither %s nor %s exists)" % (who.name, private, bus)
     return [], {}, (
-        "this cgroup2 host does not delegate the cgroup %s to %s, and the container cannot be started in a "
-        "delegated scope: %s. Enable lingering (loginctl enable-linger %s) so that %s has a systemd user "
-        "instance, or run the task from a login session" % (current, who.name, missing, who.name, who.name)
+        "this cgroup2 host does not delegate the cgroup %s to %s, so LXC would run the container without a "
+        "cgroup of its own (no limits, no freezing), and it cannot be started in a delegated scope: %s. Enable "
+        "lingering (loginctl enable-linger %s) so that %s has a systemd user instance, or run the task from a "
+        "login session" % (current, who.name, missing, who.name, who.name)
     )
 
 

@@ -268,19 +268,39 @@ def _umount_below(path: Path, log: list[str]) -> None:
         log.append(f"umount {target}: rc={r.returncode}")
 
 
+def _shared_file_lock(path: Path):
+    """The lock the modules (and shadow's tools) take on a shared file, so that cleanup never loses
+    or resurrects a line that a concurrent run writes."""
+    import sys
+
+    collections = str(REPO / ".build" / "collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import fcntl_lock
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._subid import shadow_locks
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._usernet import lock_path
+
+    if path.name in ("subuid", "subgid"):
+        return shadow_locks([str(path)], timeout=60)
+    return fcntl_lock(lock_path(str(path)), timeout=60)
+
+
 def _drop_prefixed_lines(path: Path, prefix: str, log: list[str]) -> None:
-    try:
-        text = path.read_text()
-    except OSError:
+    if not path.exists():
         return
-    lines = text.splitlines(keepends=True)
-    keep = [ln for ln in lines if not ln.startswith(prefix)]
-    if len(keep) != len(lines):
-        tmp = path.with_name(f".{path.name}.{prefix}.tmp")
-        tmp.write_text("".join(keep))
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-        log.append(f"removed {len(lines) - len(keep)} line(s) from {path}")
+    with _shared_file_lock(path):
+        try:
+            text = path.read_text()
+        except OSError:
+            return
+        lines = text.splitlines(keepends=True)
+        keep = [ln for ln in lines if not ln.startswith(prefix)]
+        if len(keep) != len(lines):
+            tmp = path.with_name(f".{path.name}.{prefix}.tmp")
+            tmp.write_text("".join(keep))
+            shutil.copymode(path, tmp)
+            os.replace(tmp, path)
+            log.append(f"removed {len(lines) - len(keep)} line(s) from {path}")
 
 
 def _prefix_in_use(prefix: str) -> bool:

@@ -292,8 +292,15 @@ def test_delegation_through_systemd_run(cgroup2, tmp_path, monkeypatch):
     assert wrapper == [str(bindir / "systemd-run"), "--user", "--scope", "--quiet", "-p", "Delegate=yes", "--"]
     assert env == {"XDG_RUNTIME_DIR": str(cgroup2.run_user / "1001"),
                    "DBUS_SESSION_BUS_ADDRESS": "unix:path=%s" % (cgroup2.run_user / "1001" / "bus")}
-    # Without a user instance: the problem names lingering.
+    # Without dbus-user-session there is no bus, but systemd --user's private socket will do.
     os.unlink(cgroup2.run_user / "1001" / "bus")
+    (cgroup2.run_user / "1001" / "systemd").mkdir()
+    (cgroup2.run_user / "1001" / "systemd" / "private").write_text("")
+    wrapper, env, problem = cgroup_delegation(ALICE, str(cgroup2.root), str(cgroup2.proc), str(cgroup2.run_user))
+    assert problem is None and wrapper[-1] == "--"
+    assert env == {"XDG_RUNTIME_DIR": str(cgroup2.run_user / "1001")}
+    # Without a user instance: the problem names lingering.
+    os.unlink(cgroup2.run_user / "1001" / "systemd" / "private")
     wrapper, env, problem = cgroup_delegation(ALICE, str(cgroup2.root), str(cgroup2.proc), str(cgroup2.run_user))
     assert wrapper == [] and env == {}
     assert "loginctl enable-linger alice" in problem

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build (once per machine) the rootfs of a "host container": a Debian bookworm that boots systemd
+# and runs LXC itself, for tests that need systemd, cgroup2 delegation or several LXC hosts (see
+# the test bed notes). The image is cached outside the repository, keyed by its package list:
+#
+#   /var/cache/lxcfleet-testbed/host-<key>/rootfs.tar.xz    the rootfs, for lxcfleet.lxc.container's rootfs_archive
+#   /var/cache/lxcfleet-testbed/host-<key>/meta.tar.xz      LXC metadata (config for the local template)
+#
+# Prints the folder on stdout. Idempotent: an existing image is reused at once. Concurrent builds wait
+# on a lock. Needs debootstrap and Debian's archive (deb.debian.org, or LXCFLEET_DEBIAN_MIRROR).
+set -euo pipefail
+
+CACHE="${LXCFLEET_TESTBED_CACHE:-/var/cache/lxcfleet-testbed}"
+MIRROR="${LXCFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SUITE=bookworm
+PACKAGES=(
+  systemd-sysv dbus libpam-systemd python3 lxc uidmap busybox-static iproute2 nftables dnsmasq-base
+  openssh-server acl
+)
+
+log() { printf '[host_image] %s\n' "$*" >&2; }
+
+key="$(printf '%s\n' "$SUITE" "${PACKAGES[@]}" | sha256sum | cut -c1-12)"
+dest="$CACHE/host-$key"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+
+if [[ -f "$dest/rootfs.tar.xz" && -f "$dest/meta.tar.xz" ]]; then
+  printf '%s\n' "$dest"
+  exit 0
+fi
+
+work="$(mktemp -d "$CACHE/.build-XXXXXX")"
+trap 'umount -R "$work/rootfs" 2>/dev/null || true; rm -rf "$work"' EXIT
+include="$(IFS=,; printf '%s' "${PACKAGES[*]}")"
+log "debootstrap $SUITE with $include (a few minutes, once)"
+started=$SECONDS
+debootstrap --variant=minbase --include="$include" "$SUITE" "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 || {
+  tail -20 "$work/debootstrap.log" >&2
+  exit 1
+}
+root="$work/rootfs"
+# No getty on consoles that do not exist; no network units wait for links that will not come.
+rm -f "$root/etc/systemd/system/getty.target.wants/"* 2>/dev/null || true
+ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
+printf 'host\n' >"$root/etc/hostname"
+: >"$root/etc/machine-id"
+# The bridge LXC's default config names does not exist in a test host; nested containers name theirs.
+printf 'lxc.net.0.type = empty\n' >"$root/etc/lxc/default.conf"
+apt-get -o RootDir="$root" clean >/dev/null 2>&1 || rm -rf "$root/var/cache/apt/archives/"*.deb
+
+XZ_OPT='-T0 -3' tar --numeric-owner --xattrs --xattrs-include='*' -C "$root" -cJf "$work/rootfs.tar.xz" .
+mkdir -p "$work/meta"
+cat >"$work/meta/config" <<'EOF'
+lxc.include = LXC_TEMPLATE_CONFIG/common.conf
+lxc.arch = linux64
+EOF
+tar -C "$work/meta" -cJf "$work/meta.tar.xz" config
+mkdir -p "$dest.tmp"
+mv "$work/rootfs.tar.xz" "$work/meta.tar.xz" "$dest.tmp/"
+printf '%s\n' "${PACKAGES[@]}" >"$dest.tmp/packages"
+rm -rf "$dest"
+mv "$dest.tmp" "$dest"
+log "built $dest in $((SECONDS - started)) s"
+printf '%s\n' "$dest"
