@@ -16,6 +16,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 APT_PACKAGES=(
   lxc busybox-static uidmap bridge-utils dnsmasq-base nftables debootstrap
   python3-pyroute2 python3-lxc rsync xz-utils git shellcheck
+  gnupg gpgv openssl  # test image server: signing key, signature checks, test CA
   acl  # setfacl: Ansible shares its temporary files with a become_user (unprivileged containers)
 )
 
