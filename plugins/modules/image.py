@@ -19,7 +19,7 @@ description:
   - Reads the server's index C(/meta/1.0/index-user) (or C(index-system) with O(unprivileged=false)),
     first with LXC's compat suffix C(.7), then without; takes the first line for the image, as the template does.
   - Every index field is checked before use (no C(/), no C(..), not empty, letters, digits and
-    C(. _ : + ~ @ -) only); a bad line is skipped with a warning and the other lines stay usable.
+    C(.), C(_), C(:), C(+), C(~), C(@) and C(-) only); a bad line is skipped with a warning and the other lines stay usable.
   - Downloads C(SHA256SUMS) of the build, and with O(keyring) or O(fingerprint) C(SHA256SUMS.asc), which
     C(gpgv) must accept before anything else is used; then C(meta.tar.xz) and C(rootfs.tar.xz), each
     checked against C(SHA256SUMS) (and against C(Content-Length) when the server sends it).
