@@ -136,7 +136,7 @@ def check_field(option: str, value) -> str:
     if value is None or value == "":
         raise ImageError("%s is required" % option)
     value = str(value)
-    if not _FIELD_RE.match(value):
+    if not _FIELD_RE.match(value) or ".." in value:
         raise ImageError("%s: %r is not a valid name (letters, digits and . _ : + ~ @ - only, starting with a letter or "
                          "digit, at most 128 characters)" % (option, value))
     return value
@@ -239,11 +239,11 @@ def parse_index(text: str):
             rejected.append((number, "%d fields instead of 6" % len(fields)))
             continue
         names = ("dist", "release", "arch", "variant", "build_id")
-        bad = [name for name, value in zip(names, fields) if not _FIELD_RE.match(value)]
+        bad = [name for name, value in zip(names, fields) if not _FIELD_RE.match(value) or ".." in value]
         if bad:
             rejected.append((number, "invalid %s" % ", ".join(bad)))
             continue
-        if not _PATH_RE.match(fields[5]):
+        if not _PATH_RE.match(fields[5]) or ".." in fields[5]:
             rejected.append((number, "invalid path"))
             continue
         entries.append(dict(zip(names + ("path",), fields)))
@@ -474,24 +474,45 @@ def _escapes(name: str) -> bool:
     return name.startswith("/") or ".." in name.split("/")
 
 
-def check_rootfs(path: str) -> int:
-    """Reads every member header of rootfs.tar.xz: no absolute or ``..`` names, no hard link leaving the tree.
+# Device nodes a root file system may carry (LXC creates /dev itself; unprivileged containers skip them
+# through excludes-user): the harmless ones of /dev only. Anything else (mem, kmem, port, disks) is refused.
+SAFE_DEVICES = {
+    "dev/null": (1, 3), "dev/zero": (1, 5), "dev/full": (1, 7), "dev/random": (1, 8), "dev/urandom": (1, 9),
+    "dev/tty": (5, 0), "dev/console": (5, 1), "dev/ptmx": (5, 2),
+}
 
-    Symbolic links are normal in a root file system (resolved inside the container) and stay allowed.
-    Returns the number of members.
+
+def check_rootfs(path: str) -> int:
+    """Reads every member header of rootfs.tar.xz; refuses what could write outside the root file system.
+
+    Refused: absolute or ``..`` names, hard links to such names, members below a symbolic link of the
+    archive (written through the link, which may point anywhere), block devices and character devices
+    other than the harmless ones of SAFE_DEVICES. Symbolic links themselves are normal in a root file
+    system (resolved inside the container) and stay allowed. Returns the number of members.
     """
     count = 0
+    links = set()
     try:
         with tarfile.open(path, "r|xz") as tar:
             for member in tar:
                 count += 1
+                name = _member_name(member.name)
                 if _escapes(member.name):
                     raise ImageVerifyError("%s: member %r leaves the root file system" % (ROOTFS, member.name))
                 if member.islnk() and _escapes(member.linkname):
                     raise ImageVerifyError("%s: hard link %r -> %r leaves the root file system" % (ROOTFS, member.name, member.linkname))
+                parts = name.split("/")
+                for depth in range(1, len(parts)):
+                    if "/".join(parts[:depth]) in links:
+                        raise ImageVerifyError("%s: member %r is written through the symbolic link %r" % (ROOTFS, member.name, "/".join(parts[:depth])))
+                if member.issym():
+                    links.add(name)
+                else:
+                    links.discard(name)
+                if member.isblk() or (member.ischr() and SAFE_DEVICES.get(name) != (member.devmajor, member.devminor)):
+                    raise ImageVerifyError("%s: device node %r (%d:%d) is not one of the harmless ones of /dev" % (
+                        ROOTFS, member.name, member.devmajor, member.devminor))
     except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, ImageVerifyError):
-            raise
         raise ImageVerifyError("%s: not a valid tar.xz archive (%s)" % (ROOTFS, exc)) from None
     if not count:
         raise ImageVerifyError("%s: empty archive" % ROOTFS)

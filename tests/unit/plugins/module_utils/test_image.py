@@ -288,13 +288,15 @@ def test_parse_index_rejects_bad_lines_keeps_good_ones():
         "busybox;1.36;amd64;default;1;/images/x/;extra",
         "busybox;1.36;amd64;de fault;1;/images/x/",
         "busybox;1.36;amd64;default;1;https://evil.example/x/",
+        "evil..;1.36;amd64;default;1;/images/x/",
+        "busybox;1.36;amd64;default;1;/images/a..b/",
         "",
         "alpine;3.20;arm64;cloud;20240101_13:00;/images/alpine/3.20/arm64/cloud/20240101_13:00/",
     ])
     entries, rejected = parse_index(text)
     assert [e["dist"] for e in entries] == ["busybox", "alpine"]
     assert entries[0]["build_id"] == "20240101_05:24"
-    assert [number for number, dummy in rejected] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert [number for number, dummy in rejected] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
 
 
 def test_parse_sums():
@@ -372,6 +374,25 @@ def test_unpack_meta_needs_config_and_a_tar(tmp_path):
         unpack_meta(write(tmp_path, "meta.tar.xz", make_tar([("expiry", "file", b"1\n")])), str(dest))
     with pytest.raises(ImageVerifyError, match="not a valid"):
         unpack_meta(write(tmp_path, "meta2.tar.xz", b"garbage"), str(dest))
+
+
+@pytest.mark.parametrize("members,match", [
+    ([("./etc/evil", "sym", "/etc"), ("./etc/evil/pwned", "file", b"x")], "through the symbolic link"),
+    ([("./dev/evil-mem", "chr", None)], "device node"),
+])
+def test_check_rootfs_links_and_devices(members, match, tmp_path):
+    with pytest.raises(ImageVerifyError, match=match):
+        check_rootfs(write(tmp_path, "bad.tar.xz", make_tar(members)))
+
+
+def test_check_rootfs_allows_harmless_devices(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        for name, minor in (("./dev/null", 3), ("dev/zero", 5)):
+            info = tarfile.TarInfo(name)
+            info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, minor
+            tar.addfile(info)
+    assert check_rootfs(write(tmp_path, "dev.tar.xz", buf.getvalue())) == 2
 
 
 def test_check_rootfs(tmp_path):
