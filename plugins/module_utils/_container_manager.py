@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
@@ -21,7 +22,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
     plan_config,
 )
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import validate_key
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpriv
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _image, _unpack, _unpriv
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
     LxcError,
     LxcRunner,
@@ -55,6 +56,7 @@ ARGUMENT_SPEC = dict(
     template_options=dict(type="list", elements="str", default=[]),
     rootfs_archive=dict(type="path"),
     rootfs_metadata=dict(type="path"),
+    image=dict(type="dict", options=_image.IMAGE_OPTIONS),
     backing_store=dict(type="str", default="dir", choices=["dir"]),
     config=dict(type="dict", default={}),
     config_remove=dict(type="list", elements="str", default=[]),
@@ -125,6 +127,7 @@ class ContainerManager:
         self.final_text = None  # the config file as this run leaves it, once known
         self.diff = {}
         self.restart_required = False
+        self.image = None  # the cached image a new container came from
 
     # -- input --------------------------------------------------------------------------------
 
@@ -136,8 +139,9 @@ class ContainerManager:
         error = validate_name(self.name)
         if error:
             self.fail(error)
-        if p["template"] is not None and p["rootfs_archive"] is not None:
-            self.fail("template and rootfs_archive are mutually exclusive: give one creation source")
+        sources = [o for o in ("template", "image", "rootfs_archive") if p[o] is not None]
+        if len(sources) > 1:
+            self.fail("%s are mutually exclusive: give one creation source" % " and ".join(sources))
         if p["template"] is not None and not p["template"].strip():
             self.fail("template must not be empty")
         if p["template"] is not None and ("/" in p["template"] and not os.path.isabs(p["template"])):
@@ -235,9 +239,9 @@ class ContainerManager:
             self.exit(None)
 
         if not exists:
-            if self.params["template"] is None and self.params["rootfs_archive"] is None:
+            if all(self.params[o] is None for o in ("template", "image", "rootfs_archive")):
                 self.fail(
-                    "container %s does not exist in %s and no creation source was given: set template or "
+                    "container %s does not exist in %s and no creation source was given: set template, image or "
                     "rootfs_archive" % (self.name, self.lxc.lxc_path)
                 )
             self.check_template()
@@ -402,15 +406,69 @@ class ContainerManager:
                       % (template, template, ", ".join(folders)))
 
     def create_and_configure(self):
+        import shutil
+
+        p = self.params
+        scratch = tempfile.mkdtemp(prefix="lxcfleet-create-")
+        try:
+            self._create_and_configure(p, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def creation_source(self, scratch):
+        """(template, options) for lxc-create. An image or a rootfs archive is checked member by member
+        (and its metadata's templates entries) before anything is unpacked; LXC's local template then
+        unpacks it with a metadata tarball made here from the checked files."""
         p = self.params
         if p["template"] is not None:
-            template = p["template"]
-            options = list(p["template_options"])
+            return p["template"], list(p["template_options"])
+        unprivileged = bool(self.creation_idmap)
+        write = not self.module.check_mode
+        if p["image"] is not None:
+            option = "image"
+            try:
+                image = _image.ensure_cached(self.module, p["image"], unprivileged=unprivileged, state="present")
+            except _image.ImageError as exc:
+                self.fail(str(exc))
+            self.image = image
+            if image.get("fetched"):
+                self.actions.append("fetch image")
+                self.changed = True
+            rootfs = image.get("rootfs")
+            if not rootfs or not os.path.exists(rootfs):  # check mode, nothing cached yet: nothing to check either
+                return "local", ["--fstree", "(image rootfs)", "--metadata", "(image metadata)"]
+            meta = dict((k, v) for k, v in (image.get("meta") or {}).items() if v)
+            keep = True
         else:
-            template = "local"
-            options = ["--fstree", p["rootfs_archive"], "--metadata", p["rootfs_metadata"]]
-            options += list(p["template_options"])
-        generate_metadata = p["rootfs_archive"] is not None and p["rootfs_metadata"] is None
+            option = "rootfs_archive"
+            rootfs = p["rootfs_archive"]
+            keep = False
+            if p["rootfs_metadata"] is not None:
+                try:
+                    meta = extract_metadata(p["rootfs_metadata"], os.path.join(scratch, "meta-in"))
+                except _unpack.UnpackError as exc:
+                    self.fail("rootfs_metadata: %s" % exc)
+            else:
+                meta = {"config": write_minimal_config(scratch)}
+        try:
+            summary = _unpack.checked_archive(rootfs, keep=keep, write=write)
+            if unprivileged:
+                devices = _unpack.unprivileged_problems(summary, _unpack.read_lines(meta.get("excludes-user")))
+                if devices:
+                    raise _unpack.UnpackError(
+                        "device nodes cannot be created in an unprivileged container's user namespace and the "
+                        "image's excludes-user does not exclude them: %s" % ", ".join(devices[:5]))
+            templates = {}
+            for key in ("templates", "templates-user"):
+                if key in meta:
+                    templates[key] = _unpack.check_templates(_unpack.read_lines(meta[key]), summary)
+        except _unpack.UnpackError as exc:
+            self.fail("%s: %s; nothing was unpacked" % (option, exc))
+        metadata = write_checked_metadata(meta, templates, os.path.join(scratch, "meta-out"))
+        return "local", ["--fstree", rootfs, "--metadata", metadata] + list(p["template_options"])
+
+    def _create_and_configure(self, p, scratch):
+        template, options = self.creation_source(scratch)
         # In check mode the template's own config is unknown: the diff shows the keys of the task.
         planned = plan_config("", self.edits)[0]
         self.final_text = planned
@@ -423,21 +481,13 @@ class ContainerManager:
             initial = plan_config(self.default_config_text, self.edits)[0]
 
         def create():
-            import shutil
-
-            scratch = tempfile.mkdtemp(prefix="lxcfleet-create-")
-            try:
-                if generate_metadata:
-                    options[3] = write_minimal_metadata(scratch)
-                config_file = None
-                if initial is not None:
-                    config_file = os.path.join(scratch, "config")
-                    with open(config_file, "w", encoding="utf-8") as handle:
-                        handle.write(initial)
-                make_traversable_dirs(self.lxc.lxc_path)
-                self.lxc.create(self.name, template, options, backing_store=p["backing_store"], config_file=config_file)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+            config_file = None
+            if initial is not None:
+                config_file = os.path.join(scratch, "config")
+                with open(config_file, "w", encoding="utf-8") as handle:
+                    handle.write(initial)
+            make_traversable_dirs(self.lxc.lxc_path)
+            self.lxc.create(self.name, template, options, backing_store=p["backing_store"], config_file=config_file)
 
         self.act("create", create)
         if self.module.check_mode:
@@ -619,6 +669,8 @@ class ContainerManager:
         result = dict(changed=self.changed, actions=self.actions, container=container)
         if self.restart_required:
             result["restart_required"] = True
+        if self.image is not None:
+            result["image"] = self.image
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)
@@ -649,22 +701,69 @@ def _nics(config: dict) -> dict:
     return nics
 
 
-def write_minimal_metadata(directory: str) -> str:
-    """A meta.tar.xz for LXC's local template when the task gives a rootfs tarball alone: LXC's
-    common config and the host's architecture."""
-    import io
+def write_minimal_config(directory: str) -> str:
+    """The config of a metadata tarball for a rootfs tarball given alone: LXC's common config and
+    the host's architecture."""
+    path = os.path.join(directory, "config.minimal")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = %s\n" % os.uname().machine)
+    return path
+
+
+#: Files of an image's metadata that LXC's local template reads (each may have a -user variant).
+META_FILES = ("config", "config-user", "excludes", "excludes-user", "templates", "templates-user", "fstab",
+              "fstab-user", "create-message", "create-message-user", "expiry")
+
+
+def extract_metadata(path: str, folder: str) -> dict:
+    """The files of a metadata tarball (regular files at its top level only), extracted into folder."""
     import tarfile
 
-    config = (
-        "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\n"
-        "lxc.arch = %s\n" % os.uname().machine
-    ).encode()
-    path = os.path.join(directory, "meta.tar.xz")
+    os.makedirs(folder, exist_ok=True)
+    found = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                name = _unpack.normalize(member.name)
+                if name == "" and member.isdir():
+                    continue
+                if name is None or "/" in name or not member.isreg():
+                    raise _unpack.UnpackError("member %r of %s is not a plain file at the top level" % (member.name, path))
+                if member.size > 1 << 20:
+                    raise _unpack.UnpackError("member %r of %s is larger than 1 MiB" % (member.name, path))
+                if name not in META_FILES:
+                    continue
+                target = os.path.join(folder, name)
+                with archive.extractfile(member) as src, open(target, "wb") as dst:
+                    dst.write(src.read())
+                found[name] = target
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise _unpack.UnpackError("%s is not a readable metadata tarball: %s" % (path, exc))
+    if "config" not in found:
+        raise _unpack.UnpackError("%s has no config file" % path)
+    return found
+
+
+def write_checked_metadata(meta: dict, templates: dict, folder: str) -> str:
+    """A meta.tar.xz for LXC's local template: the image's metadata files, with the templates lists
+    replaced by their checked entries."""
+    import tarfile
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "meta.tar.xz")
     with tarfile.open(path, "w:xz") as archive:
-        info = tarfile.TarInfo("config")
-        info.size = len(config)
-        info.mode = 0o644
-        archive.addfile(info, io.BytesIO(config))
+        for name in META_FILES:
+            if name in templates:
+                data = "".join(entry + "\n" for entry in templates[name]).encode()
+            elif name in meta:
+                with open(meta[name], "rb") as handle:
+                    data = handle.read()
+            else:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
     return path
 
 

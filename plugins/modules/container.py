@@ -68,12 +68,84 @@ options:
       - Create the container from a root filesystem tarball (C(rootfs.tar.xz) or any tarball C(tar) can read),
         through LXC's C(local) template.
       - Mutually exclusive with O(template).
+      - Every member is checked before anything is unpacked. A name that escapes the rootfs, a member
+        written through a symlink of the archive, a hard link to anything outside or not a file of the
+        archive, a truncated or corrupt stream, a C(templates) entry outside the rootfs, or (unprivileged) a
+        device node not in C(excludes-user) fails the task, naming the member.
     type: path
   rootfs_metadata:
     description:
       - The LXC image metadata tarball (C(meta.tar.xz), holding C(config) and optionally C(templates)) that goes
         with O(rootfs_archive).
     type: path
+  image:
+    description:
+      - Create the container from an image of an LXC image server, through the image cache that
+        M(lxcfleet.lxc.image) keeps in the download template's layout (C(/var/cache/lxc/download/...) for
+        root, C(~/.cache/lxc/download/...) for users). A valid cached entry is used without any request to
+        the server; a missing or expired one is downloaded and verified first (action C(fetch image)).
+        The unprivileged flavour of the image (C(index-user), C(config-user), C(excludes-user)) is used
+        for an unprivileged container.
+      - Every member of the rootfs tarball and every entry of the image's C(templates) file is checked
+        before anything is unpacked; see O(rootfs_archive). The check of a cached image is kept with the
+        cache entry and reused while the archive's sha256 is unchanged.
+      - The options are those of M(lxcfleet.lxc.image).
+    type: dict
+    suboptions:
+      dist:
+        description: Distribution, for example V(debian).
+        type: str
+      release:
+        description: Release, for example V(bookworm).
+        type: str
+      arch:
+        description: Architecture in LXC's naming; default the host's (V(amd64), V(arm64) ...).
+        type: str
+      variant:
+        description: Image variant.
+        type: str
+        default: default
+      server:
+        description: Image server URL; V(https://) unless O(image.allow_http).
+        type: str
+        default: https://images.linuxcontainers.org
+      keyring:
+        description: GPG keyring that must have signed the build's C(SHA256SUMS) (checked with C(gpgv)).
+        type: path
+      fingerprint:
+        description: Fingerprint of the key that must have signed C(SHA256SUMS).
+        type: str
+      allow_http:
+        description: Allow an V(http://) server.
+        type: bool
+        default: false
+      ca_path:
+        description: CA certificate(s) for the server.
+        type: path
+      validate_certs:
+        description: Validate the server's TLS certificate.
+        type: bool
+        default: true
+      timeout:
+        description: Timeout of each request in seconds.
+        type: int
+        default: 30
+      retries:
+        description: Retries of a failed request (network errors and 5xx), with backoff.
+        type: int
+        default: 3
+      cache_dir:
+        description: Base of the image cache instead of C(/var/cache/lxc) or C(~/.cache/lxc).
+        type: path
+      refresh:
+        description: What to do with an expired cache entry, V(expired) refreshes it, V(never) uses it.
+        type: str
+        choices: [never, expired]
+        default: expired
+      use_expired_offline:
+        description: Use an expired entry, with a warning, when the server cannot be reached.
+        type: bool
+        default: false
   backing_store:
     description:
       - Backing store of a new container's root filesystem (C(lxc-create -B)).
@@ -415,6 +487,18 @@ EXAMPLES = r"""
         options: bind,ro,create=dir
     on_change: none
 
+- name: A Debian container from a verified, cached image, waiting for its DHCP address
+  lxcfleet.lxc.container:
+    name: app1
+    image:
+      dist: debian
+      release: bookworm
+      fingerprint: "{{ image_server_fingerprint }}"  # pin the key that signs the server's SHA256SUMS
+    network:
+      - link: lxcbr0
+    wait:
+      ipv4: true
+
 - name: From a rootfs tarball and its LXC metadata, stopped
   lxcfleet.lxc.container:
     name: base
@@ -497,6 +581,12 @@ causes:
   type: list
   elements: str
   sample: ["/home/alice (mode 0700, owner 1001:1001) cannot be searched by the container's root (host uid 100000)"]
+image:
+  description: When the container was created from O(image), the cache entry used (as M(lxcfleet.lxc.image) returns it).
+  returned: when a container was created from an image
+  type: dict
+  sample: {"dist": "debian", "release": "bookworm", "build_id": "20261123_05:24", "fetched": false,
+           "path": "/var/cache/lxc/download/debian/bookworm/amd64/default"}
 state_after_failure:
   description: On a failed LXC call, the state the container was left in.
   returned: failure

@@ -206,11 +206,17 @@ def cleanup_prefix(prefix: str, workdir: Path | None = None) -> list[str]:
         for lxc_path in (home / ".local/share/lxc",):
             _destroy_containers(lxc_path, None, log)
 
-    # dnsmasq (and other daemons) started for the target: their argv names the prefix.
+    # dnsmasq and test image servers started for the target: their argv names the prefix.
     _kill(
         _pids_matching(lambda argv, uid: os.path.basename(argv[0]) == b"dnsmasq" and any(pb in a for a in argv)),
         log,
         "dnsmasq",
+    )
+    _kill(
+        _pids_matching(lambda argv, uid: any(a.endswith(b"image_server.py") for a in argv[:3])
+                       and any(pb in a for a in argv)),
+        log,
+        "image server",
     )
 
     # Links (bridges, veths, dummies) and network namespaces.

@@ -1,0 +1,249 @@
+# Copyright (c) lxcfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module_utils file is private to the lxcfleet.lxc collection.
+"""Safe unpacking of rootfs tarballs: every member is checked before anything is written.
+
+A rootfs needs owners, modes (setuid included), xattrs and, for privileged containers, device
+nodes. What it must never have: a member that escapes the rootfs (``../x``, an absolute name), a
+member written through a symlink (``etc/evil -> /etc`` then ``etc/evil/pwned``), a hard link to
+something outside (``/etc/shadow``, ``../../etc/shadow``) or to a member not seen before, and, in
+an unprivileged unpack, a device node that the image's ``excludes-user`` does not exclude.
+
+``check_archive`` reads the whole archive (one pass, nothing written) and returns a summary, or
+raises UnpackError naming the first bad member. The extraction itself is then left to LXC's
+``local`` template (GNU tar, in the container's user namespace when unprivileged), which is fast and
+maps owners; since every member was checked, tar extracts exactly what was checked. A summary can be
+kept next to an archive that does not change (the image cache), keyed by its sha256, so a cached
+image is read once.
+"""
+
+from __future__ import annotations
+
+import bz2
+import fnmatch
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import posixpath
+import tarfile
+
+SIDECAR_SUFFIX = ".lxcfleet-checked.json"
+SIDECAR_VERSION = 1
+
+
+class UnpackError(Exception):
+    """An archive or a metadata file that must not be unpacked; the message names the member."""
+
+
+def normalize(name: str):
+    """A member name as a clean relative path ('' for the root itself), or None when it escapes."""
+    if "\0" in name:
+        return None
+    stripped = name
+    while stripped.startswith("./"):
+        stripped = stripped[2:]
+    if stripped in (".", ""):
+        return ""
+    if stripped.startswith("/"):
+        return None
+    parts = []
+    for part in stripped.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            return None
+        parts.append(part)
+    return "/".join(parts)
+
+
+def excluded(name: str, patterns) -> bool:
+    """Like GNU tar's ``--anchored --exclude=PATTERN``: the pattern matches the member name (without
+    a leading ./) or one of its leading directories."""
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if pattern.startswith("./"):
+            pattern = pattern[2:]
+        if not pattern:
+            continue
+        path = name
+        while path:
+            if fnmatch.fnmatchcase(path, pattern):
+                return True
+            path = posixpath.dirname(path)
+    return False
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.isreg():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    if member.ischr() or member.isblk():
+        return "device"
+    if member.isfifo():
+        return "fifo"
+    return "other"
+
+
+def check_members(members) -> dict:
+    """Check TarInfo members in order; return a summary or raise UnpackError."""
+    seen = {}  # normalized name -> kind
+    symlinks = set()
+    devices = []
+    count = 0
+    for member in members:
+        count += 1
+        name = normalize(member.name)
+        if name is None:
+            raise UnpackError("member %r escapes the rootfs" % member.name)
+        kind = _kind(member)
+        if kind == "other":
+            raise UnpackError("member %r has a type a rootfs does not need (%r)" % (member.name, member.type))
+        if name == "":
+            if kind != "dir":
+                raise UnpackError("member %r replaces the rootfs folder itself" % member.name)
+            continue
+        # No member is written through a symlink that the archive made.
+        parent = posixpath.dirname(name)
+        while parent:
+            if parent in symlinks:
+                raise UnpackError("member %r would be written through the symlink %r" % (member.name, parent))
+            if seen.get(parent) not in (None, "dir"):
+                raise UnpackError("member %r is below %r, which is not a directory" % (member.name, parent))
+            parent = posixpath.dirname(parent)
+        if name in symlinks and kind != "symlink":
+            # Replacing a symlink by a file is what tar does, but it is never what a rootfs needs.
+            raise UnpackError("member %r replaces a symlink of the same archive" % member.name)
+        if kind == "hardlink":
+            target = normalize(member.linkname)
+            if target is None or member.linkname.startswith("/"):
+                raise UnpackError("hard link %r points outside the rootfs (%r)" % (member.name, member.linkname))
+            if seen.get(target) != "file":
+                raise UnpackError("hard link %r points to %r, which is not a file of this archive before it"
+                                  % (member.name, member.linkname))
+        if kind == "symlink":
+            symlinks.add(name)
+        else:
+            symlinks.discard(name)
+        if kind == "device":
+            devices.append(name)
+        seen[name] = kind
+    return {"members": count, "devices": devices, "symlinks": sorted(symlinks)}
+
+
+def check_archive(path: str) -> dict:
+    """Read the whole archive, check every member; return the summary (with its sha256)."""
+    digest = hashlib.sha256()
+
+    class _Hashing:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, size=-1):
+            data = self.handle.read(size)
+            digest.update(data)
+            return data
+
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(6)
+            raw.seek(0)
+            hashing = _Hashing(raw)
+            # The decompressor is opened here (not by tarfile) so that a truncated stream is an
+            # error: reading it to its end raises EOFError when the end-of-stream marker is missing.
+            if magic.startswith(b"\xfd7zXZ\x00"):
+                stream = lzma.LZMAFile(hashing)
+            elif magic.startswith(b"\x1f\x8b"):
+                stream = gzip.GzipFile(fileobj=hashing)
+            elif magic.startswith(b"BZh"):
+                stream = bz2.BZ2File(hashing)
+            else:
+                stream = hashing
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                summary = check_members(archive)
+            while stream.read(1 << 20):
+                pass  # the rest: padding after the end-of-archive blocks, and the stream's end marker
+            while hashing.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
+        raise UnpackError("%s is not a readable tar archive: %s" % (path, exc))
+    summary["sha256"] = digest.hexdigest()
+    return summary
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checked_archive(path: str, keep: bool, write: bool = True) -> dict:
+    """``check_archive``, remembered next to the archive when ``keep`` (a cache the caller owns;
+    ``write=False`` uses a record but makes none, for check mode). A remembered summary is used only
+    while the archive's sha256 is the same."""
+    sidecar = path + SIDECAR_SUFFIX
+    if keep:
+        try:
+            with open(sidecar, encoding="utf-8") as handle:
+                known = json.load(handle)
+            if known.get("version") == SIDECAR_VERSION and known.get("sha256") == sha256_file(path):
+                return known
+        except (OSError, ValueError):
+            pass
+    summary = check_archive(path)
+    if keep and write:
+        summary["version"] = SIDECAR_VERSION
+        tmp = "%s.%d.tmp" % (sidecar, os.getpid())
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(summary, handle)
+            os.replace(tmp, sidecar)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return summary
+
+
+def unprivileged_problems(summary: dict, excludes) -> list:
+    """Device nodes an unprivileged unpack would meet (the user namespace cannot create them)."""
+    return [d for d in summary["devices"] if not excluded(d, excludes)]
+
+
+def check_templates(lines, summary: dict) -> list:
+    """The ``templates`` entries of an image as rootfs-relative paths, each of which resolves inside
+    the rootfs: relative after its leading /, no ``..``, not a symlink nor below one of the archive.
+    Raises UnpackError for the first that does not."""
+    symlinks = set(summary.get("symlinks", []))
+    entries = []
+    for line in lines:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        name = normalize(entry.lstrip("/"))
+        if not name:
+            raise UnpackError("templates: %r does not name a file inside the rootfs" % entry)
+        path = name
+        while path:
+            if path in symlinks:
+                raise UnpackError("templates: %r goes through the symlink %r of the image, so it may not resolve "
+                                  "inside the rootfs" % (entry, path))
+            path = posixpath.dirname(path)
+        entries.append("/" + name)
+    return entries
+
+
+def read_lines(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read().splitlines()
