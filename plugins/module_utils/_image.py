@@ -859,9 +859,11 @@ def list_images(module, params: dict, unprivileged: bool) -> dict:
 
 def argument_spec() -> dict:
     spec = dict((key, dict(value)) for key, value in IMAGE_OPTIONS.items())
-    # Left out: "default" for an image, every variant for state=list (the same for arch).
+    # Left out: "default" for an image, every variant with list=true (the same for arch).
     spec["variant"] = dict(type="str")
-    spec["state"] = dict(type="str", choices=["present", "latest", "absent", "list"], default="present")
+    # No default: "present" when left out; it may not be combined with list=true.
+    spec["state"] = dict(type="str", choices=["present", "latest", "absent"])
+    spec["list"] = dict(type="bool", default=False)
     spec["unprivileged"] = dict(type="bool", default=True)
     return spec
 
@@ -870,9 +872,13 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     state = params.pop("state")
+    listing_wanted = params.pop("list")
     unprivileged = params.pop("unprivileged")
+    if listing_wanted and state is not None:
+        module.fail_json(msg="list: a listing changes nothing; leave out state (%s) with list: true" % state)
+    state = state or "present"
     try:
-        if state == "list":
+        if listing_wanted:
             listing = list_images(module, params, unprivileged)
             for text in listing["warnings"]:
                 module.warn(text)

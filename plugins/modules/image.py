@@ -51,36 +51,42 @@ attributes:
 options:
   state:
     description:
-      - V(present) makes sure the cache holds the image. A valid entry is used as it is, with no request
-        to the server; a missing or incomplete entry is fetched; an expired one as O(refresh) says.
+      - V(present) (what the module does when O(state) is left out) makes sure the cache holds the image.
+        A valid entry is used as it is, with no request to the server; a missing or incomplete entry is
+        fetched; an expired one as O(refresh) says.
       - V(latest) reads the server's index every time and fetches the image when the cache has no entry,
         an expired one, or one of another build than the server offers now.
       - V(absent) removes the cache entry (the folder of the image).
-      - V(list) returns the images the server offers (RV(images)), filtered by those of O(dist),
-        O(release), O(arch) and O(variant) that are given; it changes nothing.
+      - Not used with O(list=true), and an error when given with it.
     type: str
-    choices: [present, latest, absent, list]
-    default: present
+    choices: [present, latest, absent]
+  list:
+    description:
+      - Return the images the server offers (RV(images)) instead of managing one; nothing changes.
+      - Filtered by those of O(dist), O(release), O(arch) and O(variant) that are given (all
+        architectures and variants when O(arch) and O(variant) are left out).
+    type: bool
+    default: false
   dist:
     description:
       - The distribution, as the server names it (V(debian), V(alpine), V(busybox) ...).
-      - Required unless O(state=list).
+      - Required unless O(list=true).
     type: str
   release:
     description:
       - The release, as the server names it (V(bookworm), V(3.20) ...).
-      - Required unless O(state=list).
+      - Required unless O(list=true).
     type: str
   arch:
     description:
       - The architecture in LXC's naming (V(amd64), V(i386), V(arm64), V(armhf), V(ppc64el), V(s390x) ...).
       - Default is the host's (C(x86_64) is V(amd64), C(aarch64) is V(arm64), C(armv7l) is V(armhf));
-        with O(state=list), all architectures.
+        with O(list=true), all architectures.
     type: str
   variant:
     description:
       - The image variant (V(default), V(cloud) ...).
-      - V(default) when left out; with O(state=list), all variants.
+      - V(default) when left out; with O(list=true), all variants.
     type: str
   unprivileged:
     description:
@@ -204,7 +210,7 @@ EXAMPLES = r"""
 
 - name: List the Ubuntu images the server offers for amd64
   lxcfleet.lxc.image:
-    state: list
+    list: true
     dist: ubuntu
     arch: amd64
   register: ubuntu_images
@@ -218,8 +224,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 image:
-  description: The cache entry after the task (in check mode, as predicted). Not returned with O(state=list).
-  returned: unless O(state=list)
+  description: The cache entry after the task (in check mode, as predicted). Not returned with O(list=true).
+  returned: unless O(list=true)
   type: dict
   contains:
     dist:
@@ -285,8 +291,8 @@ image:
       type: dict
       sample: {"config": "/var/cache/lxc/download/debian/bookworm/amd64/default/config-user", "templates": null}
 images:
-  description: With O(state=list), the server's images that match the given filters, in index order.
-  returned: when O(state=list)
+  description: With O(list=true), the server's images that match the given filters, in index order.
+  returned: when O(list=true)
   type: list
   elements: dict
   contains:
@@ -317,8 +323,8 @@ images:
   sample: [{"dist": "debian", "release": "bookworm", "arch": "amd64", "variant": "default", "build_id": "20240101_05:24",
             "path": "/images/debian/bookworm/amd64/default/20240101_05:24/", "cached": false, "cached_build_id": null}]
 index:
-  description: The URL of the index that was read, with O(state=list).
-  returned: when O(state=list)
+  description: The URL of the index that was read, with O(list=true).
+  returned: when O(list=true)
   type: str
   sample: https://images.linuxcontainers.org/meta/1.0/index-user.7
 """
