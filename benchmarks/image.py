@@ -124,14 +124,14 @@ class Bench:
         if COLLECTIONS not in sys.path:
             sys.path.insert(0, COLLECTIONS)
         unpack = importlib.import_module('ansible_collections.lxcfleet.lxc.plugins.module_utils._unpack')
-        sidecar = self.rootfs + unpack.SIDECAR_SUFFIX
+        sidecar = unpack.sidecar_path(self.rootfs)
         if os.path.exists(sidecar):
             os.unlink(sidecar)
         started = time.monotonic()
         summary = unpack.checked_archive(self.rootfs, keep=True)
         self.results.setdefault('first_check', []).append(time.monotonic() - started)
         raw, ours = [], []
-        for _ in range(self.repeat):
+        for _repeat in range(self.repeat):
             dest = tempfile.mkdtemp(prefix='raw-', dir=self.work)
             seconds, _out = timed(['tar', '-xJf', self.rootfs, '-C', dest], timeout=600)
             raw.append(seconds)
@@ -150,7 +150,7 @@ class Bench:
     def cached_task(self):
         ping, ours = [], []
         before = self.requests()
-        for _ in range(self.repeat):
+        for _repeat in range(self.repeat):
             ping.append((self.playbook('ping1', [{'ansible.builtin.ping': {}}])[0]
                          + self.playbook('ping2', [{'ansible.builtin.ping': {}}])[0]) / 2)
             seconds, out = self.playbook('cached', [{'lxcfleet.lxc.image': dict(self.image, unprivileged=False)}])
@@ -210,7 +210,7 @@ class Bench:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--repeat', type=int, default=3)
     args = parser.parse_args()
     if os.geteuid() != 0:

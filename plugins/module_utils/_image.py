@@ -38,6 +38,7 @@ import urllib.parse
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpack
 
 DEFAULT_SERVER = "https://images.linuxcontainers.org"
 COMPAT_LEVEL = 7
@@ -470,10 +471,6 @@ def _member_name(name: str) -> str:
     return name.rstrip("/") if name not in ("", ".") else ""
 
 
-def _escapes(name: str) -> bool:
-    return name.startswith("/") or ".." in name.split("/")
-
-
 # Device nodes a root file system may carry (LXC creates /dev itself; unprivileged containers skip them
 # through excludes-user): the harmless ones of /dev only. Anything else (mem, kmem, port, disks) is refused.
 SAFE_DEVICES = {
@@ -482,41 +479,23 @@ SAFE_DEVICES = {
 }
 
 
-def check_rootfs(path: str) -> int:
-    """Reads every member header of rootfs.tar.xz; refuses what could write outside the root file system.
-
-    Refused: absolute or ``..`` names, hard links to such names, members below a symbolic link of the
-    archive (written through the link, which may point anywhere), block devices and character devices
-    other than the harmless ones of SAFE_DEVICES. Symbolic links themselves are normal in a root file
-    system (resolved inside the container) and stay allowed. Returns the number of members.
-    """
-    count = 0
-    links = set()
+def check_rootfs(path: str) -> dict:
+    """Reads every member of rootfs.tar.xz with the collection's safe-unpack check (``_unpack``: names
+    and hard links that leave the tree, members written through a symbolic link of the archive, a
+    truncated stream), then refuses block devices and character devices other than the harmless
+    ones of SAFE_DEVICES. Symbolic links themselves are normal in a root file system. Returns the
+    check's summary, which the cache keeps next to the archive for the container module."""
     try:
-        with tarfile.open(path, "r|xz") as tar:
-            for member in tar:
-                count += 1
-                name = _member_name(member.name)
-                if _escapes(member.name):
-                    raise ImageVerifyError("%s: member %r leaves the root file system" % (ROOTFS, member.name))
-                if member.islnk() and _escapes(member.linkname):
-                    raise ImageVerifyError("%s: hard link %r -> %r leaves the root file system" % (ROOTFS, member.name, member.linkname))
-                parts = name.split("/")
-                for depth in range(1, len(parts)):
-                    if "/".join(parts[:depth]) in links:
-                        raise ImageVerifyError("%s: member %r is written through the symbolic link %r" % (ROOTFS, member.name, "/".join(parts[:depth])))
-                if member.issym():
-                    links.add(name)
-                else:
-                    links.discard(name)
-                if member.isblk() or (member.ischr() and SAFE_DEVICES.get(name) != (member.devmajor, member.devminor)):
-                    raise ImageVerifyError("%s: device node %r (%d:%d) is not one of the harmless ones of /dev" % (
-                        ROOTFS, member.name, member.devmajor, member.devminor))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ImageVerifyError("%s: not a valid tar.xz archive (%s)" % (ROOTFS, exc)) from None
-    if not count:
+        summary = _unpack.check_archive(path)
+    except _unpack.UnpackError as exc:
+        raise ImageVerifyError("%s: %s" % (ROOTFS, exc)) from None
+    if not summary["members"]:
         raise ImageVerifyError("%s: empty archive" % ROOTFS)
-    return count
+    for name, (kind, major, minor) in sorted(summary["device_ids"].items()):
+        if kind != "c" or SAFE_DEVICES.get(name) != (major, minor):
+            raise ImageVerifyError("%s: device node %r (%d:%d) is not one of the harmless ones of /dev" % (
+                ROOTFS, name, major, minor))
+    return summary
 
 
 def _check_meta_content(name: str, data: bytes) -> None:
@@ -711,12 +690,14 @@ def fetch_build(p: dict, entry: dict, folder: str, unprivileged: bool, warn=None
             dummy, got[name] = download(url[name], p, paths[name])
             if got[name] != sums[name]:
                 raise ImageVerifyError("%s: sha256 %s does not match %s (%s)" % (url[name], got[name], SUMS, sums[name]))
-        check_rootfs(paths[ROOTFS])
+        checked = check_rootfs(paths[ROOTFS])
         new = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".new-", dir=parent)
         os.chmod(new, 0o755)
         unpack_meta(paths[META], new)
         shutil.move(paths[ROOTFS], os.path.join(new, ROOTFS))  # a rename on the same file system
         os.chmod(os.path.join(new, ROOTFS), 0o644)
+        # The check's result, so that a container made from this entry does not read the archive again.
+        _unpack.remember(os.path.join(new, ROOTFS), checked)
         _write(os.path.join(new, "build_id"), entry["build_id"] + "\n")
         info = {"server": p["server"], "path": entry["path"], "build_id": entry["build_id"], "verified": verified,
                 "signer": signer, "sha256": got, "fetched": int(time.time()), "index": "user" if unprivileged else "system"}

@@ -30,7 +30,7 @@ import posixpath
 import tarfile
 
 SIDECAR_SUFFIX = ".lxcfleet-checked.json"
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2
 
 
 class UnpackError(Exception):
@@ -96,6 +96,7 @@ def check_members(members) -> dict:
     seen = {}  # normalized name -> kind
     symlinks = set()
     devices = []
+    device_ids = {}  # name -> ["c" or "b", major, minor]
     count = 0
     for member in members:
         count += 1
@@ -133,8 +134,9 @@ def check_members(members) -> dict:
             symlinks.discard(name)
         if kind == "device":
             devices.append(name)
+            device_ids[name] = ["b" if member.isblk() else "c", member.devmajor, member.devminor]
         seen[name] = kind
-    return {"members": count, "devices": devices, "symlinks": sorted(symlinks)}
+    return {"members": count, "devices": devices, "device_ids": device_ids, "symlinks": sorted(symlinks)}
 
 
 def check_archive(path: str) -> dict:
@@ -185,11 +187,32 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def sidecar_path(path: str) -> str:
+    """Where a check's summary of ``path`` is kept: a hidden file next to it."""
+    return os.path.join(os.path.dirname(path), "." + os.path.basename(path) + SIDECAR_SUFFIX)
+
+
+def remember(path: str, summary: dict) -> None:
+    """Keep a check's summary next to the archive it describes (see ``checked_archive``)."""
+    record = dict(summary, version=SIDECAR_VERSION)
+    sidecar = sidecar_path(path)
+    tmp = "%s.%d.tmp" % (sidecar, os.getpid())
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(record, handle)
+        os.replace(tmp, sidecar)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def checked_archive(path: str, keep: bool, write: bool = True) -> dict:
     """``check_archive``, remembered next to the archive when ``keep`` (a cache the caller owns;
     ``write=False`` uses a record but makes none, for check mode). A remembered summary is used only
     while the archive's sha256 is the same."""
-    sidecar = path + SIDECAR_SUFFIX
+    sidecar = sidecar_path(path)
     if keep:
         try:
             with open(sidecar, encoding="utf-8") as handle:
@@ -200,17 +223,7 @@ def checked_archive(path: str, keep: bool, write: bool = True) -> dict:
             pass
     summary = check_archive(path)
     if keep and write:
-        summary["version"] = SIDECAR_VERSION
-        tmp = "%s.%d.tmp" % (sidecar, os.getpid())
-        try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(summary, handle)
-            os.replace(tmp, sidecar)
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        remember(path, summary)
     return summary
 
 

@@ -12,13 +12,13 @@ import tarfile
 import pytest
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._unpack import (
-    SIDECAR_SUFFIX,
     UnpackError,
     check_archive,
     check_templates,
     checked_archive,
     excluded,
     normalize,
+    sidecar_path,
     unprivileged_problems,
 )
 
@@ -80,6 +80,7 @@ def test_good_archive_summary(tmp_path):
     summary = check_archive(_archive(tmp_path, GOOD))
     assert summary["members"] == len(GOOD)
     assert summary["devices"] == ["dev/null"]
+    assert summary["device_ids"] == {"dev/null": ["c", 1, 3]}
     assert summary["symlinks"] == ["bin/sh", "etc/alt", "lib"]
     assert len(summary["sha256"]) == 64
 
@@ -119,7 +120,7 @@ def test_not_a_tarball(tmp_path):
 def test_sidecar_is_used_only_for_the_same_bytes(tmp_path, monkeypatch):
     path = _archive(tmp_path, GOOD)
     first = checked_archive(path, keep=True)
-    assert os.path.exists(path + SIDECAR_SUFFIX)
+    assert os.path.exists(sidecar_path(path))
     calls = []
     from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpack
     real = _unpack.check_archive
@@ -131,7 +132,7 @@ def test_sidecar_is_used_only_for_the_same_bytes(tmp_path, monkeypatch):
     with pytest.raises(UnpackError):
         checked_archive(path, keep=True)
     assert calls == [path]
-    assert json.load(open(path + SIDECAR_SUFFIX))["sha256"] == first["sha256"]  # the old record stays, unused
+    assert json.load(open(sidecar_path(path)))["sha256"] == first["sha256"]  # the old record stays, unused
 
 
 def test_excludes_like_gnu_tar_anchored():
