@@ -133,10 +133,12 @@ class Bench:
         raw, ours = [], []
         for _repeat in range(self.repeat):
             dest = tempfile.mkdtemp(prefix='raw-', dir=self.work)
+            os.sync()  # the writeback of the previous run must not land in this one
             seconds, _out = timed(['tar', '-xJf', self.rootfs, '-C', dest], timeout=600)
             raw.append(seconds)
             shutil.rmtree(dest)
             dest = tempfile.mkdtemp(prefix='ours-', dir=self.work)
+            os.sync()
             started = time.monotonic()
             again = unpack.checked_archive(self.rootfs, keep=True)
             run(['tar', '--anchored', '--numeric-owner', '-xpJf', self.rootfs, '-C', dest], timeout=600)
@@ -166,11 +168,13 @@ class Bench:
         raw, ours = [], []
         for i in range(self.repeat):
             name = '%s-raw%d' % (PREFIX, i)
+            os.sync()
             seconds, _out = timed(['lxc-create', '-n', name, '-t', 'local', '--', '--fstree', self.rootfs,
                                    '--metadata', self.meta], timeout=600)
             raw.append(seconds)
             run(['lxc-destroy', '-f', '-n', name])
             name = '%s-ours%d' % (PREFIX, i)
+            os.sync()
             seconds, out = self.playbook('create', [{'lxcfleet.lxc.container': {
                 'name': name, 'image': self.image, 'unprivileged': False, 'state': 'present',
                 'network': [{'type': 'empty'}]}}])

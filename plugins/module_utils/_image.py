@@ -20,23 +20,18 @@ import contextlib
 import ctypes
 import errno
 import hashlib
-import http.client
 import json
 import os
 import platform
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import tarfile
 import tempfile
 import time
-import urllib.error
 import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpack
 
@@ -284,6 +279,14 @@ def check_redirect(old_url: str, new_url: str, allow_http: bool) -> None:
 
 def _open_once(url: str, p: dict):
     """Response of one GET, following redirects by hand (checked by check_redirect)."""
+    # Imported here: a run that finds a valid cache entry makes no request and need not load them.
+    import http.client  # pylint: disable=import-outside-toplevel
+    import socket  # pylint: disable=import-outside-toplevel
+    import ssl  # pylint: disable=import-outside-toplevel
+    import urllib.error  # pylint: disable=import-outside-toplevel
+
+    from ansible.module_utils.urls import open_url  # pylint: disable=import-outside-toplevel
+
     for _hop in range(MAX_REDIRECTS + 1):
         try:
             return open_url(url, method="GET", timeout=p["timeout"], validate_certs=p["validate_certs"], ca_path=p["ca_path"],
@@ -318,6 +321,8 @@ def _open_once(url: str, p: dict):
 
 def _get_once(url: str, p: dict, dest, limit):
     """Stream one GET into ``dest`` (a binary file object); returns (bytes, sha256 hex)."""
+    import http.client  # pylint: disable=import-outside-toplevel
+
     resp = _open_once(url, p)
     digest = hashlib.sha256()
     total = 0
