@@ -465,7 +465,11 @@ class ContainerManager:
         except _unpack.UnpackError as exc:
             self.fail("%s: %s; nothing was unpacked" % (option, exc))
         metadata = write_checked_metadata(meta, templates, os.path.join(scratch, "meta-out"))
-        return "local", ["--fstree", rootfs, "--metadata", metadata] + list(p["template_options"])
+        # The container's root (a mapped id when unprivileged) runs the template and reads these files.
+        os.chmod(scratch, 0o755)
+        template_config, hook_dir = _unpack.lxc_share_dirs()
+        return _unpack.write_template(scratch), ["--fstree", rootfs, "--metadata", metadata, "--template-config",
+                                                 template_config, "--hook-dir", hook_dir] + list(p["template_options"])
 
     def _create_and_configure(self, p, scratch):
         template, options = self.creation_source(scratch)
@@ -750,6 +754,7 @@ def write_checked_metadata(meta: dict, templates: dict, folder: str) -> str:
     import tarfile
 
     os.makedirs(folder, exist_ok=True)
+    os.chmod(folder, 0o755)
     path = os.path.join(folder, "meta.tar.xz")
     with tarfile.open(path, "w:xz") as archive:
         for name in META_FILES:
@@ -764,6 +769,7 @@ def write_checked_metadata(meta: dict, templates: dict, folder: str) -> str:
             info.size = len(data)
             info.mode = 0o644
             archive.addfile(info, io.BytesIO(data))
+    os.chmod(path, 0o644)
     return path
 
 

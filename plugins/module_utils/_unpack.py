@@ -260,3 +260,115 @@ def read_lines(path):
         return []
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read().splitlines()
+
+
+#: LXC template that unpacks a checked rootfs tarball. LXC's own ``local`` template does the same
+#: but drops extended attributes (file capabilities such as ping's cap_net_raw); this one keeps them
+#: (all of them for a privileged container; ``security.capability`` and ``user.*`` in a user
+#: namespace, where the kernel refuses trusted.* ones). lxc-create runs it (in the container's user
+#: namespace when the container is unprivileged) with --path/--name/--rootfs and, for an unprivileged
+#: container, --mapped-uid/--mapped-gid; the module adds --fstree, --metadata, --template-config and
+#: --hook-dir. The metadata tarball is the one the module wrote from checked files.
+TEMPLATE_SCRIPT = r"""#!/bin/sh
+# lxcfleet.lxc: unpack a checked rootfs tarball for lxc-create (written by the container module).
+set -eu
+path=; name=; rootfs=; fstree=; metadata=; mapped=; template_config=/usr/share/lxc/config; hook_dir=/usr/share/lxc/hooks
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --path=*) path=${1#*=}; shift ;;
+    --name=*) name=${1#*=}; shift ;;
+    --rootfs=*) rootfs=${1#*=}; shift ;;
+    --path|--name|--rootfs|--fstree|--metadata|--mapped-uid|--mapped-gid|--template-config|--hook-dir)
+      [ "$#" -ge 2 ] || { echo "lxcfleet-unpack: $1 needs a value" >&2; exit 1; }
+      case "$1" in
+        --path) path=$2 ;; --name) name=$2 ;; --rootfs) rootfs=$2 ;; --fstree) fstree=$2 ;;
+        --metadata) metadata=$2 ;; --mapped-uid) mapped=$2 ;; --template-config) template_config=$2 ;;
+        --hook-dir) hook_dir=$2 ;;
+      esac
+      shift 2 ;;
+    *) shift ;;
+  esac
+done
+for value in "$path" "$name" "$rootfs" "$fstree" "$metadata"; do
+  [ -n "$value" ] || { echo "lxcfleet-unpack: --path, --name, --rootfs, --fstree and --metadata are needed" >&2; exit 1; }
+done
+mode=system
+[ -n "$mapped" ] && mode=user
+meta=$(mktemp -d)
+trap 'rm -rf "$meta"' EXIT
+tar -xJf "$metadata" -C "$meta"
+pick() {
+  if [ -e "$meta/$1-$mode" ]; then echo "$meta/$1-$mode"; else echo "$meta/$1"; fi
+}
+set --
+if [ -f "$(pick excludes)" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    [ -n "$line" ] && set -- "$@" "--exclude=$line"
+  done < "$(pick excludes)"
+fi
+if [ "$mode" = user ]; then
+  set -- "$@" --xattrs --xattrs-include=security.capability --xattrs-include='user.*'
+else
+  set -- "$@" --xattrs --xattrs-include='*'
+fi
+mkdir -p "$rootfs"
+tar --anchored "$@" --numeric-owner -xpf "$fstree" -C "$rootfs"
+mkdir -p "$rootfs/dev/pts"
+config=$(pick config)
+[ -f "$config" ] || { echo "lxcfleet-unpack: the metadata has no config" >&2; exit 1; }
+# The image's config first, then the keys lxc-create wrote (the task's initial config), the name, and
+# the interfaces last, as LXC's local template orders them.
+own="$meta/own-config"
+cp "$path/config" "$own"
+{
+  echo ""
+  echo "# Distribution configuration"
+  cat "$config"
+  echo ""
+  echo "# Container specific configuration"
+  grep -E '^[[:space:]]*lxc\.' "$own" | grep -Ev '^[[:space:]]*lxc\.net\.' || true
+  if [ -f "$(pick fstab)" ]; then
+    cp "$(pick fstab)" "$path/fstab"
+    echo "lxc.mount.fstab = $path/fstab"
+  fi
+  echo "lxc.uts.name = $name"
+  if grep -Eq '^[[:space:]]*lxc\.net\.' "$own"; then
+    echo ""
+    echo "# Network configuration"
+    grep -E '^[[:space:]]*lxc\.net\.' "$own"
+  fi
+} > "$path/config"
+substitute() {
+  sed -i -e "s#LXC_NAME#$name#g" -e "s#LXC_PATH#$path#g" -e "s#LXC_ROOTFS#$rootfs#g" \
+    -e "s#LXC_TEMPLATE_CONFIG#$template_config#g" -e "s#LXC_HOOK_DIR#$hook_dir#g" "$1"
+}
+substitute "$path/config"
+[ -f "$path/fstab" ] && substitute "$path/fstab"
+if [ -f "$(pick templates)" ]; then
+  # Checked entries: inside the rootfs, through no symlink of the archive; a symlink is never followed.
+  while IFS= read -r line || [ -n "$line" ]; do
+    [ -n "$line" ] || continue
+    target="$rootfs/${line#/}"
+    if [ -f "$target" ] && [ ! -L "$target" ]; then substitute "$target"; fi
+  done < "$(pick templates)"
+fi
+if [ -f "$(pick create-message)" ]; then cat "$(pick create-message)"; fi
+exit 0
+"""
+
+
+def write_template(folder: str) -> str:
+    """The unpack template as an executable file in ``folder``; returns its path."""
+    path = os.path.join(folder, "lxcfleet-unpack")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(TEMPLATE_SCRIPT)
+    os.chmod(path, 0o755)
+    return path
+
+
+def lxc_share_dirs():
+    """LXC's template config and hook folders, as LXC's templates substitute them."""
+    for prefix in ("/usr/share/lxc", "/usr/local/share/lxc"):
+        if os.path.isdir(os.path.join(prefix, "config")):
+            return os.path.join(prefix, "config"), os.path.join(prefix, "hooks")
+    return "/usr/share/lxc/config", "/usr/share/lxc/hooks"
