@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 
@@ -445,7 +444,7 @@ class ContainerManager:
             keep = False
             if p["rootfs_metadata"] is not None:
                 try:
-                    meta = extract_metadata(p["rootfs_metadata"], os.path.join(scratch, "meta-in"))
+                    meta = _unpack.extract_metadata(p["rootfs_metadata"], os.path.join(scratch, "meta-in"))
                 except _unpack.UnpackError as exc:
                     self.fail("rootfs_metadata: %s" % exc)
             else:
@@ -464,7 +463,7 @@ class ContainerManager:
                     templates[key] = _unpack.check_templates(_unpack.read_lines(meta[key]), summary)
         except _unpack.UnpackError as exc:
             self.fail("%s: %s; nothing was unpacked" % (option, exc))
-        metadata = write_checked_metadata(meta, templates, os.path.join(scratch, "meta-out"))
+        metadata = _unpack.write_checked_metadata(meta, templates, os.path.join(scratch, "meta-out"))
         # The container's root (a mapped id when unprivileged) runs the template and reads these files.
         os.chmod(scratch, 0o755)
         template_config, hook_dir = _unpack.lxc_share_dirs()
@@ -711,65 +710,6 @@ def write_minimal_config(directory: str) -> str:
     path = os.path.join(directory, "config.minimal")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = %s\n" % os.uname().machine)
-    return path
-
-
-#: Files of an image's metadata that LXC's local template reads (each may have a -user variant).
-META_FILES = ("config", "config-user", "excludes", "excludes-user", "templates", "templates-user", "fstab",
-              "fstab-user", "create-message", "create-message-user", "expiry")
-
-
-def extract_metadata(path: str, folder: str) -> dict:
-    """The files of a metadata tarball (regular files at its top level only), extracted into folder."""
-    import tarfile
-
-    os.makedirs(folder, exist_ok=True)
-    found = {}
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                name = _unpack.normalize(member.name)
-                if name == "" and member.isdir():
-                    continue
-                if name is None or "/" in name or not member.isreg():
-                    raise _unpack.UnpackError("member %r of %s is not a plain file at the top level" % (member.name, path))
-                if member.size > 1 << 20:
-                    raise _unpack.UnpackError("member %r of %s is larger than 1 MiB" % (member.name, path))
-                if name not in META_FILES:
-                    continue
-                target = os.path.join(folder, name)
-                with archive.extractfile(member) as src, open(target, "wb") as dst:
-                    dst.write(src.read())
-                found[name] = target
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise _unpack.UnpackError("%s is not a readable metadata tarball: %s" % (path, exc))
-    if "config" not in found:
-        raise _unpack.UnpackError("%s has no config file" % path)
-    return found
-
-
-def write_checked_metadata(meta: dict, templates: dict, folder: str) -> str:
-    """A meta.tar.xz for LXC's local template: the image's metadata files, with the templates lists
-    replaced by their checked entries."""
-    import tarfile
-
-    os.makedirs(folder, exist_ok=True)
-    os.chmod(folder, 0o755)
-    path = os.path.join(folder, "meta.tar.xz")
-    with tarfile.open(path, "w:xz") as archive:
-        for name in META_FILES:
-            if name in templates:
-                data = "".join(entry + "\n" for entry in templates[name]).encode()
-            elif name in meta:
-                with open(meta[name], "rb") as handle:
-                    data = handle.read()
-            else:
-                continue
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
-    os.chmod(path, 0o644)
     return path
 
 

@@ -23,6 +23,7 @@ import bz2
 import fnmatch
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -260,6 +261,61 @@ def read_lines(path):
         return []
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read().splitlines()
+
+
+#: Files of an image's metadata that LXC's local template reads (each may have a -user variant).
+META_FILES = ("config", "config-user", "excludes", "excludes-user", "templates", "templates-user", "fstab",
+              "fstab-user", "create-message", "create-message-user", "expiry")
+
+
+def extract_metadata(path: str, folder: str) -> dict:
+    """The files of a metadata tarball (regular files at its top level only), extracted into folder."""
+    os.makedirs(folder, exist_ok=True)
+    found = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                name = normalize(member.name)
+                if name == "" and member.isdir():
+                    continue
+                if name is None or "/" in name or not member.isreg():
+                    raise UnpackError("member %r of %s is not a plain file at the top level" % (member.name, path))
+                if member.size > 1 << 20:
+                    raise UnpackError("member %r of %s is larger than 1 MiB" % (member.name, path))
+                if name not in META_FILES:
+                    continue
+                target = os.path.join(folder, name)
+                with archive.extractfile(member) as src, open(target, "wb") as dst:
+                    dst.write(src.read())
+                found[name] = target
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UnpackError("%s is not a readable metadata tarball: %s" % (path, exc))
+    if "config" not in found:
+        raise UnpackError("%s has no config file" % path)
+    return found
+
+
+def write_checked_metadata(meta: dict, templates: dict, folder: str) -> str:
+    """A meta.tar.xz for LXC's local template: the image's metadata files, with the templates lists
+    replaced by their checked entries."""
+    os.makedirs(folder, exist_ok=True)
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "meta.tar.xz")
+    with tarfile.open(path, "w:xz") as archive:
+        for name in META_FILES:
+            if name in templates:
+                data = "".join(entry + "\n" for entry in templates[name]).encode()
+            elif name in meta:
+                with open(meta[name], "rb") as handle:
+                    data = handle.read()
+            else:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    os.chmod(path, 0o644)
+    return path
 
 
 #: LXC template that unpacks a checked rootfs tarball. LXC's own ``local`` template does the same
