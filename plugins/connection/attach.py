@@ -309,7 +309,8 @@ display = Display()
 #: lxc-attach's own messages when it cannot reach the container (not output of the command inside).
 _ATTACH_FAILURE_RE = re.compile(
     rb"^lxc-attach: .*(Failed to get init pid|Failed to get attach context|No such file or directory - "
-    rb"Failed to open|does not exist|is not running|You lack access|Permission denied - Failed)",
+    rb"Failed to open|does not exist|is not running|You lack access|Permission denied - Failed|"
+    rb"Insuffici?ent privileges)",
     re.MULTILINE,
 )
 #: The remote side's refusal when SSH logged in as a user that is neither the owner nor root.
@@ -318,7 +319,8 @@ _OWNER_REFUSAL = b"lxcfleet: the container belongs to "
 _SSH_ERROR_RE = re.compile(
     rb"^(ssh: |kex_exchange_identification|Permission denied \(|Host key verification failed|"
     rb"Connection (closed|reset|timed out|refused)|.*: Connection refused|Received disconnect|"
-    rb"mux_client|ControlSocket|Could not resolve|.*No route to host)",
+    rb"mux_client|ControlSocket|ControlPath too long|Could not resolve|.*No route to host|"
+    rb"command-line line \d+:|no argument after keyword|Bad configuration option|Identity file .* not accessible)",
     re.MULTILINE,
 )
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -472,6 +474,12 @@ class Connection(ConnectionBase):
             return f"{self._where()}: lxc-attach failed ({to_text(attach_stderr).strip()}); lxc-info failed: {exc}"
         state = to_text(proc.stdout).strip()
         err = to_text(proc.stderr).strip()
+        if re.search(rb"Insuffici?ent privileges", attach_stderr):
+            who = self._owner() or "the connecting user"
+            return (
+                f"{self._where()}: {who} may not control this container (is it the owner? set lxc_owner / "
+                f"ansible_lxc_owner to the user that owns it): {to_text(attach_stderr).strip()}"
+            )
         if proc.returncode != 0 and "doesn't exist" in err:
             return f"{self._where()} does not exist"
         if proc.returncode == 0 and state and state != "RUNNING":
