@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-author: lxcfleet contributors
+author:
+  - lxcfleet developers (@lxcfleet)
 name: attach
 short_description: Run tasks in classic LXC containers through lxc-attach, locally or on an LXC host over SSH
 description:
