@@ -18,7 +18,11 @@ APT_PACKAGES=(
   python3-pyroute2 python3-lxc rsync xz-utils git shellcheck
   gnupg gpgv openssl  # test image server: signing key, signature checks, test CA
   acl  # setfacl: Ansible shares its temporary files with a become_user (unprivileged containers)
+  openssh-server  # test sshd on 127.0.0.1 for the attach connection over SSH (tests/testbed/sshd.py)
 )
+# Packages whose maintainer scripts would start (and enable) a system service we do not want: they
+# are installed with services blocked, and the service is marked "not to be run".
+NO_SERVICE_PACKAGES=(openssh-server)
 
 missing_packages() {
   local pkg status
@@ -36,11 +40,40 @@ if ((${#MISSING[@]})); then
   log "installing: ${MISSING[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${MISSING[@]}" >/dev/null
+  PLAIN=() QUIET=()
+  for pkg in "${MISSING[@]}"; do
+    if [[ " ${NO_SERVICE_PACKAGES[*]} " == *" $pkg "* ]]; then QUIET+=("$pkg"); else PLAIN+=("$pkg"); fi
+  done
+  if ((${#PLAIN[@]})); then
+    apt-get install -y -qq --no-install-recommends "${PLAIN[@]}" >/dev/null
+  fi
+  if ((${#QUIET[@]})); then
+    # The tests start their own sshd (private config, 127.0.0.1, a free port); the system's sshd on
+    # port 22 must not run. Debian's postinst would start it through invoke-rc.d: a policy-rc.d that
+    # exits 101 forbids that (ours only if the machine has none; removed again whatever happens), and
+    # /etc/ssh/sshd_not_to_be_run keeps both the init script and ssh.service from ever starting it.
+    # Only on a fresh install: a machine that already runs its own sshd keeps it.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      printf '#!/bin/sh\n# lxcfleet bootstrap: no service starts during apt-get install\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 0755 /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    if [[ " ${QUIET[*]} " == *" openssh-server "* ]]; then
+      mkdir -p /etc/ssh
+      : >/etc/ssh/sshd_not_to_be_run
+    fi
+    apt-get install -y -qq --no-install-recommends "${QUIET[@]}" >/dev/null
+    if [[ "$(trap -p EXIT)" == *policy-rc.d* ]]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+  fi
   mapfile -t STILL < <(missing_packages)
   if ((${#STILL[@]})); then log "still missing after apt-get: ${STILL[*]}"; exit 1; fi
 else
   log "apt packages: all present"
+fi
+
+# The system's sshd must not listen (tests start their own on 127.0.0.1); say so if one does.
+if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Hltn 'sport = :22' 2>/dev/null)" ]]; then
+  log "warning: something listens on port 22 (the tests do not need the system's sshd)"
 fi
 
 # ---------------------------------------------------------------- venv

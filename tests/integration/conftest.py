@@ -41,6 +41,7 @@ KNOWN_ALIASES = {
     "needs_image": "target builds or uses a debootstrap image",
     "unprivileged": "target uses unprivileged containers",
     "network": "target creates bridges, NAT or DHCP",
+    "sshd": "target starts a private sshd on 127.0.0.1 (tests/testbed/sshd.py)",
 }
 
 
@@ -167,6 +168,25 @@ def _pids_matching(pred) -> list[int]:
     return pids
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid (through /proc/*/stat's parent field)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text(errors="replace").rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(proc.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _kill(pids: list[int], log: list[str], what: str) -> None:
     for pid in pids:
         try:
@@ -218,6 +238,11 @@ def cleanup_prefix(prefix: str, workdir: Path | None = None) -> list[str]:
         log,
         "image server",
     )
+    # Private sshd of tests/testbed/sshd.py: the listener's (retitled) argv names its folder, which
+    # carries the prefix; its sessions (``sshd: root@notty``) do not, so they go with their parent.
+    listeners = _pids_matching(lambda argv, uid: argv[0].startswith((b"sshd", b"/usr/sbin/sshd"))
+                               and any(pb in a for a in argv))
+    _kill(listeners + [p for pid in listeners for p in _descendants(pid)], log, "sshd")
 
     # Links (bridges, veths, dummies) and network namespaces.
     res = _run(["ip", "-o", "link", "show"])
