@@ -281,8 +281,8 @@ class Bench:
                     log('  %-4s pipelining=%-5s FAILED after %.2f s: %s %s' % (
                         method, pipelining, seconds, host, error[0].strip() if error else got))
                     return
-                raise BenchError('%s (pipelining %s): rc=%d, %s: %s\n%s' % (method, pipelining, rc, host, got,
-                                                                             tail(out)))
+                raise BenchError('%s (pipelining %s): rc=%d, %s: %s\n%s' % (
+                    method, pipelining, rc, host, got, tail(out)))
         self.times.setdefault((method, pipelining), []).append(seconds)
         log('  %-4s pipelining=%-5s %6.2f s' % (method, pipelining, seconds))
 
