@@ -577,11 +577,14 @@ class Connection(ConnectionBase):
         with src:
             proc = self._popen(argv, stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             stdout, stderr = proc.communicate()
-        self._raise_if_unreachable(proc.returncode, stderr)
-        if proc.returncode != 0:
+        self._check_transfer(proc.returncode, stderr or stdout, f"write {out_path}")
+
+    def _check_transfer(self, rc: int, output: bytes, what: str) -> None:
+        """A transfer that lxc-attach could not run is a connection failure; one that failed inside, an error."""
+        self._raise_if_unreachable(rc, output)
+        if rc != 0:
             raise AnsibleError(
-                f"lxcfleet.lxc.attach: failed to write {out_path} in {self._where()} (rc={proc.returncode}): "
-                f"{to_text(stderr).strip() or to_text(stdout).strip()}"
+                f"lxcfleet.lxc.attach: failed to {what} in {self._where()} (rc={rc}): {to_text(output).strip()}"
             )
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
@@ -595,12 +598,7 @@ class Connection(ConnectionBase):
             with os.fdopen(fd, "wb") as dst:
                 proc = self._popen(argv, stdin=subprocess.DEVNULL, stdout=dst, stderr=subprocess.PIPE)
                 _out, stderr = proc.communicate()
-            self._raise_if_unreachable(proc.returncode, stderr)
-            if proc.returncode != 0:
-                raise AnsibleError(
-                    f"lxcfleet.lxc.attach: failed to read {in_path} in {self._where()} (rc={proc.returncode}): "
-                    f"{to_text(stderr).strip()}"
-                )
+            self._check_transfer(proc.returncode, stderr, f"read {in_path}")
             os.chmod(tmp, 0o644 & ~_umask())
             os.replace(tmp, b_out)
         except BaseException:

@@ -1,7 +1,8 @@
 # Copyright (c) lxcfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Ansible's collection loader, so that ``inventory_loader`` finds ``lxcfleet.lxc.containers``
-(and connection_loader finds lxcfleet.lxc.attach) with their documented options (as ``ansible-test units`` sets it up)."""
+"""Ansible's collection loader, so that ``connection_loader`` and ``inventory_loader`` find
+``lxcfleet.lxc.attach`` and ``lxcfleet.lxc.containers`` with their documented options (as
+``ansible-test units`` sets it up)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from ansible.utils.collection_loader import AnsibleCollectionConfig
 from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
 COLLECTIONS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))),
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
     ".build",
     "collections",
 )
