@@ -34,6 +34,11 @@ options:
       - name: inventory_hostname
       - name: ansible_host
       - name: ansible_lxc_name
+    env:
+      - name: ANSIBLE_LXC_NAME
+    ini:
+      - section: lxcfleet_attach_connection
+        key: container
   lxc_path:
     description:
       - The LXC path of the container on the LXC host (C(lxc-attach -P)).
@@ -70,6 +75,9 @@ options:
       - name: ansible_lxc_host
     env:
       - name: ANSIBLE_LXC_HOST
+    ini:
+      - section: lxcfleet_attach_connection
+        key: lxc_host
   lxc_host_user:
     description:
       - The SSH user on the LXC host. Default is what OpenSSH picks (C(~/.ssh/config), then the local user name).
@@ -78,6 +86,9 @@ options:
       - name: ansible_lxc_host_user
     env:
       - name: ANSIBLE_LXC_HOST_USER
+    ini:
+      - section: lxcfleet_attach_connection
+        key: lxc_host_user
   lxc_host_port:
     description:
       - The SSH port of the LXC host. Default is what OpenSSH picks (usually 22).
@@ -86,6 +97,9 @@ options:
       - name: ansible_lxc_host_port
     env:
       - name: ANSIBLE_LXC_HOST_PORT
+    ini:
+      - section: lxcfleet_attach_connection
+        key: lxc_host_port
   private_key_file:
     description:
       - Private key for SSH to the LXC host (C(ssh -i)).
@@ -215,6 +229,11 @@ options:
     default: true
     vars:
       - name: ansible_lxc_clear_env
+    env:
+      - name: ANSIBLE_LXC_CLEAR_ENV
+    ini:
+      - section: lxcfleet_attach_connection
+        key: clear_env
   path:
     description:
       - The C(PATH) inside the container.
@@ -222,13 +241,25 @@ options:
     default: /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     vars:
       - name: ansible_lxc_env_path
+    env:
+      - name: ANSIBLE_LXC_ENV_PATH
+    ini:
+      - section: lxcfleet_attach_connection
+        key: path
   env:
     description:
-      - Further environment variables for every command in the container.
-    type: dict
+      - Further environment variables for every command in the container, as a mapping of names to values.
+      - From the environment variable or C(ansible.cfg), the mapping is written as a JSON object,
+        for example C({"LANG":"C.UTF-8"}).
+    type: raw
     default: {}
     vars:
       - name: ansible_lxc_env
+    env:
+      - name: ANSIBLE_LXC_ENV
+    ini:
+      - section: lxcfleet_attach_connection
+        key: env
   become_timeout:
     description:
       - Seconds to wait for a C(become) method to report success or ask for its password.
@@ -236,6 +267,11 @@ options:
     default: 30
     vars:
       - name: ansible_lxc_become_timeout
+    env:
+      - name: ANSIBLE_LXC_BECOME_TIMEOUT
+    ini:
+      - section: lxcfleet_attach_connection
+        key: become_timeout
 notes:
   - Commands run as root in the container; the O(remote_addr) name and not C(ansible_user) selects the target.
     Use C(become) with C(become_user) to run as another user there.
@@ -281,6 +317,7 @@ EXAMPLES = r"""
       changed_when: false
 """
 
+import json
 import os
 import re
 import selectors
@@ -290,6 +327,7 @@ import subprocess
 import tempfile
 import time
 import typing as t
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -393,12 +431,23 @@ class Connection(ConnectionBase):
         if self.get_option("clear_env"):
             argv.append("--clear-env")
             argv += ["--set-var", f"PATH={self.get_option('path')}", "--set-var", "HOME=/root"]
-        for key, value in sorted((self.get_option("env") or {}).items()):
+        for key, value in sorted(self._extra_env().items()):
             key = to_text(key)
             if not _ENV_NAME_RE.match(key):
                 raise AnsibleConnectionFailure(f"lxcfleet.lxc.attach: env: {key!r} is not a valid variable name")
             argv += ["--set-var", f"{key}={to_text(value)}"]
         return argv
+
+    def _extra_env(self) -> dict:
+        value = self.get_option("env") or {}
+        if isinstance(value, (str, bytes)):
+            try:
+                value = json.loads(to_text(value))
+            except ValueError as exc:
+                raise AnsibleConnectionFailure(f"lxcfleet.lxc.attach: env: not a JSON object: {exc}") from None
+        if not isinstance(value, Mapping):
+            raise AnsibleConnectionFailure(f"lxcfleet.lxc.attach: env: must be a mapping, not {type(value).__name__}")
+        return dict(value)
 
     def _lxc_tool(self, tool: str) -> str:
         attach = to_text(self.get_option("lxc_attach_executable") or "lxc-attach")

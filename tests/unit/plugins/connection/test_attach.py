@@ -287,3 +287,18 @@ def test_ssh_errors_of_its_own_are_connection_failures(fake_lxc, tmp_path):
                      ansible_control_path_dir=str(tmp_path / ("x" * 80)))
     with pytest.raises(AnsibleConnectionFailure, match="ControlPath too long"):
         conn.exec_command("true")
+
+
+def test_env_from_the_environment_is_a_json_object(fake_lxc, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANSIBLE_LXC_ENV", '{"LANG": "C.UTF-8", "APP": "a b"}')
+    conn = make_conn(fake_lxc)
+    rc, out, _err = conn.exec_command('echo "$LANG|$APP"')
+    assert (rc, out) == (0, b"C.UTF-8|a b\n")
+    monkeypatch.setenv("ANSIBLE_LXC_ENV", "LANG=C")
+    conn = make_conn(fake_lxc)
+    with pytest.raises(AnsibleConnectionFailure, match="env: not a JSON object"):
+        conn.exec_command("true")
+    monkeypatch.setenv("ANSIBLE_LXC_ENV", "[1]")
+    conn = make_conn(fake_lxc)
+    with pytest.raises(AnsibleConnectionFailure, match="env: must be a mapping, not list"):
+        conn.exec_command("true")
