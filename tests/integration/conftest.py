@@ -169,22 +169,13 @@ def _pids_matching(pred) -> list[int]:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Every process below pid (through /proc/*/stat's parent field)."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            ppid = int((proc / "stat").read_text(errors="replace").rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(proc.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    """Every process below pid: the sshd fixture's own walk of /proc (tests/testbed/sshd.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lxcfleet_testbed_sshd", REPO / "tests" / "testbed" / "sshd.py")
+    sshd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sshd)
+    return sshd.descendants(pid)
 
 
 def _kill(pids: list[int], log: list[str], what: str) -> None:
