@@ -43,7 +43,7 @@ pytest_allow_empty() {
 }
 
 run_stage unit pytest_allow_empty -p no:cacheprovider tests/unit "$@"
-run_stage integration pytest -p no:cacheprovider -rfEs tests/integration "$@"
+run_stage integration pytest -p no:cacheprovider -rfEs --durations=0 --durations-min=1 tests/integration "$@"
 run_stage sanity bash "$REPO/scripts/sanity.sh"
 run_stage lint ansible-lint
 run_stage changelog antsibull-changelog lint
