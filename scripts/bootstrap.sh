@@ -19,10 +19,12 @@ APT_PACKAGES=(
   gnupg gpgv openssl  # test image server: signing key, signature checks, test CA
   acl  # setfacl: Ansible shares its temporary files with a become_user (unprivileged containers)
   openssh-server  # test sshd on 127.0.0.1 for the attach connection over SSH (tests/testbed/sshd.py)
+  btrfs-progs  # backing stores: btrfs on a loop file as an lxc_path (tests/integration/shared/btrfs_path.yml)
+  lvm2  # backing stores: lvcreate/vgs, so the lvm preflight meets the real tools (the kernel has no device-mapper)
 )
 # Packages whose maintainer scripts would start (and enable) a system service we do not want: they
 # are installed with services blocked, and the service is marked "not to be run".
-NO_SERVICE_PACKAGES=(openssh-server)
+NO_SERVICE_PACKAGES=(openssh-server lvm2)
 
 missing_packages() {
   local pkg status

@@ -268,10 +268,46 @@ def cleanup_prefix(prefix: str, workdir: Path | None = None) -> list[str]:
     for shared in (Path("/etc/subuid"), Path("/etc/subgid"), Path("/etc/lxc/lxc-usernet")):
         _drop_prefixed_lines(shared, prefix, log)
 
+    # Loop devices: a btrfs/xfs lxc path on a loop file below the scratch folder (unmounted first, its
+    # containers are gone by now), and `-B loop` rootdev files of containers (LXC attaches them with
+    # autoclear only while the container runs; a crashed monitor can leave one behind).
+    loop_roots = [str(DEFAULT_LXC_PATH / prefix)]  # a string prefix: /var/lib/lxc/<prefix>*
     if workdir is not None and workdir.exists():
         _umount_below(workdir, log)
+        loop_roots.append(str(workdir.resolve()) + "/")
+    _detach_loops_below(loop_roots, log)
+    if workdir is not None and workdir.exists():
         shutil.rmtree(workdir, ignore_errors=True)
     return log
+
+
+def _loop_devices() -> list[tuple[str, str]]:
+    """(device, backing file) of every attached loop device; a deleted file keeps its old path."""
+    import json
+
+    res = _run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"])
+    try:
+        devices = json.loads(res.stdout or "{}").get("loopdevices", [])
+    except ValueError:
+        return []
+    found = []
+    for dev in devices:
+        back = dev.get("back-file") or ""
+        if back.endswith(" (deleted)"):
+            back = back[: -len(" (deleted)")]
+        if dev.get("name") and back:
+            found.append((dev["name"], back))
+    return found
+
+
+def _detach_loops_below(starts: list[str], log: list[str]) -> None:
+    """losetup -d every loop device whose backing file path starts with one of starts. A device still
+    in use (a lazy unmount not finished) is only marked for autoclear by the kernel, and goes away
+    with its last user."""
+    for device, back in _loop_devices():
+        if any(back.startswith(start) for start in starts):
+            r = _run(["losetup", "-d", device])
+            log.append(f"losetup -d {device} ({back}): rc={r.returncode}")
 
 
 def _umount_below(path: Path, log: list[str]) -> None:
