@@ -22,6 +22,8 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
 )
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import validate_key
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _image, _unpack, _unpriv
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _clone
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
     LxcError,
     LxcRunner,
@@ -111,6 +113,8 @@ ARGUMENT_SPEC = dict(
             interfaces=dict(type="list", elements="str"),
         ),
     ),
+    # clone_from, clone_from_path, clone_snapshot, clone_stop_source, ephemeral, base (docs/clones.md)
+    **_clone.ARGUMENT_SPEC,
 )
 
 
@@ -127,6 +131,8 @@ class ContainerManager:
         self.diff = {}
         self.restart_required = False
         self.image = None  # the cached image a new container came from
+        self.base_result = None  # {name, created} when the container was cloned from a base container
+        self.clone_warnings = []
 
     # -- input --------------------------------------------------------------------------------
 
@@ -167,6 +173,7 @@ class ContainerManager:
         except OptionError as exc:
             self.fail(str(exc))
         self.validate_idmap()
+        self.validate_clone()
 
     def validate_idmap(self):
         """The id map the task names (``idmap`` or ``config: {lxc.idmap: ...}``), checked against the
@@ -225,6 +232,8 @@ class ContainerManager:
             self.first_info = None
 
         if self.state == "absent":
+            if exists and current in ("RUNNING", "FROZEN"):
+                self.stop_if_ephemeral(current)
             if exists:
                 before = self.read_config() if self.module._diff else ""
                 if current == "FROZEN":
@@ -237,16 +246,27 @@ class ContainerManager:
                     }
             self.exit(None)
 
-        if not exists:
+        if exists and self.state == "stopped" and current in ("RUNNING", "FROZEN"):
+            self.stop_if_ephemeral(current)
+        if not exists and self.state == "stopped" and self.params["ephemeral"]:
+            self.exit(None)  # an ephemeral container that is stopped is gone already
+
+        if not exists and self.params["clone_from"] is not None:
+            self.clone_from_source()
+            current = "STOPPED"
+        elif not exists:
             if all(self.params[o] is None for o in ("template", "image", "rootfs_archive")):
                 self.fail(
-                    "container %s does not exist in %s and no creation source was given: set template, image or "
-                    "rootfs_archive" % (self.name, self.lxc.lxc_path)
+                    "container %s does not exist in %s and no creation source was given: set template, image, "
+                    "rootfs_archive or clone_from" % (self.name, self.lxc.lxc_path)
                 )
             self.check_template()
             self.plan_creation_idmap()
             self.preflight_unprivileged(self.creation_idmap, starting=self.state != "present")
-            self.create_and_configure()
+            if self.params["base"] is not None:
+                self.create_from_base()
+            else:
+                self.create_and_configure()
             current = "STOPPED"
         else:
             before = self.read_config()
@@ -255,6 +275,7 @@ class ContainerManager:
             starts = self.state in ("started", "restarted", "frozen") and current not in ("RUNNING", "FROZEN")
             starts = starts or self.state == "restarted"
             self.preflight_unprivileged(current_map, starting=starts)
+            self.check_running_ephemeral(current, before)
             current = self.configure(current, before)
 
         self.reach_state(current)
@@ -545,6 +566,273 @@ class ContainerManager:
             self.restart_required = True
         return current
 
+    # -- clones, ephemeral containers and base containers (docs/clones.md) -----------------------
+
+    def validate_clone(self):
+        """The clone, ephemeral and base options, before anything changes."""
+        errors = _clone.check_options(self.params)
+        if errors:
+            self.fail("; ".join(errors))
+        if self.params["ephemeral"]:
+            # An ephemeral container is one whose config says so: LXC destroys it when it stops.
+            self.edits.append(SetKey("ephemeral", "lxc.ephemeral", "1"))
+
+    def explicit_backing_store(self):
+        """``backing_store`` when the task sets it; None leaves the choice to LXC (``-B`` is not passed)."""
+        value = self.params.get("backing_store")
+        if value is not None and value == ARGUMENT_SPEC.get("backing_store", {}).get("default"):
+            return None  # the option's default, not the task's choice: lxc-copy keeps the source's store
+        return value
+
+    def read_config_of(self, runner, name):
+        try:
+            with open(runner.config_path(name), encoding="utf-8") as handle:
+                return handle.read()
+        except OSError as exc:
+            self.fail("cannot read %s: %s" % (runner.config_path(name), exc))
+
+    def check_clone_idmap(self, option, where, source_map):
+        """A clone keeps the id map of its source (the rootfs is owned by the mapped ids)."""
+        p = self.params
+        if p["unprivileged"] is True and not source_map:
+            self.fail("unprivileged: %s: %s is privileged and a clone keeps its source's kind" % (option, where))
+        if p["unprivileged"] is False and source_map:
+            self.fail("unprivileged: %s: %s is unprivileged and a clone keeps its source's id map" % (option, where))
+        if self.task_idmap is not None and self.task_idmap != [" ".join(v.split()) for v in source_map]:
+            self.fail("%s: %s: %s has the map %s and a clone keeps its source's map"
+                      % (self.task_idmap_option, option, where, source_map))
+
+    def clone_from_source(self):
+        """A new container cloned from ``clone_from`` (checked: it exists, its map, its state)."""
+        p = self.params
+        source = p["clone_from"]
+        runner = self.lxc.for_path(p["clone_from_path"])
+        if not runner.exists(source):
+            self.fail("clone_from: container %s does not exist in %s" % (source, runner.lxc_path))
+        text = self.read_config_of(runner, source)
+        source_map = LxcConfig.parse(text).get("lxc.idmap")
+        where = "container %s in %s" % (source, runner.lxc_path)
+        self.check_clone_idmap("clone_from", where, source_map)
+        self.preflight_unprivileged(source_map, starting=self.state != "present")
+        state = runner.state(source)
+        snapshot = bool(p["clone_snapshot"] or p["ephemeral"])
+        self.clone_and_configure(runner, source, text, state, snapshot, option="clone_from",
+                                 stop_source=p["clone_stop_source"], backing_store=self.explicit_backing_store())
+
+    def clone_and_configure(self, runner, source, source_text, source_state, snapshot, option, stop_source=False,
+                            backing_store=None):
+        """``lxc-copy`` the source, then apply the task's config to the clone (as after a create)."""
+        running = source_state in ("RUNNING", "FROZEN")
+        allow_running = False
+        restart_source = False
+        if running:
+            store = _clone.rootfs_store(LxcConfig.parse(source_text).get("lxc.rootfs.path"))
+            decision, message = _clone.running_source_policy(store, snapshot, stop_source)
+            if decision == "fail" and option == "base":
+                self.fail("base: base container %s in %s is %s; containers are overlay snapshots of it, so it must stay "
+                          "stopped: stop it (or use base.snapshot: false for full copies)"
+                          % (source, runner.lxc_path, source_state.lower()))
+            if decision == "fail":
+                self.fail("%s: container %s in %s is %s; %s" % (option, source, runner.lxc_path, source_state.lower(),
+                                                                message))
+            if decision == "allow":
+                allow_running = True
+                if message:
+                    self.clone_warnings.append("%s: %s: %s" % (self.name, source, message))
+            else:
+                restart_source = True
+        elif source_state is not None and source_state != "STOPPED":
+            self.fail("%s: container %s in %s is %s; wait until it is stopped or running"
+                      % (option, source, runner.lxc_path, source_state.lower()))
+
+        # What the clone's config will be: LXC gives it its own name (and rootfs path, and new MACs).
+        predicted = plan_config(source_text, [SetKey("clone", "lxc.uts.name", self.name)])[0] if source_text else ""
+        try:
+            planned = plan_config(predicted, self.edits)[0]
+        except (ConfigError, OptionError) as exc:
+            self.fail("cannot plan the config of %s from %s: %s" % (self.name, source, exc))
+        self.final_text = planned
+
+        def clone():
+            frozen = source_state == "FROZEN"
+            if restart_source:
+                if frozen:
+                    runner.unfreeze(source)
+                if self.params["stop_timeout"] == 0:
+                    runner.stop(source, kill=True)
+                else:
+                    runner.stop(source, timeout=self.params["stop_timeout"])
+            try:
+                make_traversable_dirs(self.lxc.lxc_path)
+                self.lxc.copy(source, self.name, source_path=runner.lxc_path, snapshot=snapshot,
+                              allow_running=allow_running, backing_store=backing_store)
+            finally:
+                if restart_source:
+                    runner.start(source)
+                    if frozen:
+                        runner.freeze(source)
+
+        if restart_source:
+            self.actions.append("stop source")
+        self.act("clone", clone)
+        if restart_source:
+            self.actions.append("start source")
+        if self.module.check_mode:
+            after = planned
+        else:
+            before = self.read_config()
+            try:
+                after = plan_config(before, self.edits)[0]
+            except (ConfigError, OptionError) as exc:
+                self.fail("cannot plan the config of clone %s: %s" % (self.name, exc))
+            self.final_text = after
+            if after != before:
+                self.write_config(after)
+        if self.module._diff:
+            self.diff = {"before": "", "after": after, "before_header": "(absent)",
+                         "after_header": self.lxc.config_path(self.name)}
+
+    def base_name(self):
+        """The base container's name: ``base.name``, or one derived from the creation source."""
+        p = self.params
+        if p["base"].get("name"):
+            return p["base"]["name"]
+        idmap = self.creation_idmap
+        if p["image"] is not None:
+            unprivileged = bool(idmap)
+            try:
+                image = _image.ensure_cached(self.module, p["image"], unprivileged=unprivileged, state="present")
+            except _image.ImageError as exc:
+                self.fail(str(exc))
+            self.image = image
+            if image.get("fetched") and "fetch image" not in self.actions:
+                self.actions.append("fetch image")
+                self.changed = True
+            sha = None
+            rootfs = image.get("rootfs")
+            if rootfs and os.path.isfile(rootfs):
+                entry = _image.read_entry(image["path"], unprivileged) or {}
+                sums = (entry.get("info") or {}).get("sha256")
+                sha = sums.get(_image.ROOTFS) if isinstance(sums, dict) else sums
+                if not sha:
+                    sha = _unpack.sha256_file(rootfs)
+            return _clone.base_name_for_image(image, sha or "new-image", idmap)
+        if p["template"] is not None:
+            return _clone.base_name_for_template(p["template"], p["template_options"], idmap,
+                                                 _clone.file_stamp(self.template_path()))
+        return _clone.base_name_for_archive(p["rootfs_archive"], p["rootfs_metadata"], p["template_options"], idmap)
+
+    def template_path(self):
+        template = self.params["template"]
+        if os.path.isabs(template):
+            return template
+        for prefix in ("/usr", "/usr/local"):
+            path = os.path.join(prefix, "share", "lxc", "templates", "lxc-" + template)
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def create_from_base(self):
+        """Make sure the stopped base container exists (made once, under a lock in the lxc path), then
+        clone it (copy-on-write with base.snapshot) and configure the clone; the base keeps the image's config."""
+        import shutil
+
+        p = self.params
+        base = self.base_name()
+        snapshot = p["base"]["snapshot"]
+        created = False
+        if self.module.check_mode:
+            exists = self.lxc.exists(base)
+            if not exists:
+                self.actions.append("create base")
+                self.changed = True
+                created = True
+        else:
+            make_traversable_dirs(self.lxc.lxc_path)
+            lock = os.path.join(self.lxc.lxc_path, ".lxcfleet-base-%s.lock" % base)
+            try:
+                with fcntl_lock(lock, timeout=900, mode=0o644):
+                    if not self.lxc.exists(base):
+                        scratch = tempfile.mkdtemp(prefix="lxcfleet-base-")
+                        try:
+                            self.create_base(base, scratch)
+                        finally:
+                            shutil.rmtree(scratch, ignore_errors=True)
+                        created = True
+            except LockTimeout as exc:
+                self.fail("base: %s" % exc)
+            exists = True
+        self.base_result = {"name": base, "created": created, "snapshot": snapshot}
+        text = self.read_config_of(self.lxc, base) if exists else ""
+        state = self.lxc.state(base) if exists else "STOPPED"
+        if exists:
+            self.check_clone_idmap("base", "base container %s in %s" % (base, self.lxc.lxc_path),
+                                   LxcConfig.parse(text).get("lxc.idmap"))
+        self.clone_and_configure(self.lxc, base, text, state, snapshot, option="base")
+
+    def create_base(self, base, scratch):
+        """``lxc-create`` the base container from the task's source, with the id map only: the task's other
+        config goes to the clone."""
+        p = self.params
+        template, options = self.creation_source(scratch)
+        idmap_edits = []
+        if p["unprivileged"] is False:
+            idmap_edits.append(RemoveKey("unprivileged", "lxc.idmap"))
+        elif self.creation_idmap:
+            idmap_edits.append(SetKey("unprivileged", "lxc.idmap", self.creation_idmap))
+        default_map = LxcConfig.parse(self.default_config_text).get("lxc.idmap")
+        config_file = None
+        if self.creation_idmap or default_map:
+            config_file = os.path.join(scratch, "config")
+            with open(config_file, "w", encoding="utf-8") as handle:
+                handle.write(plan_config(self.default_config_text, idmap_edits)[0])
+
+        def create():
+            self.lxc.create(base, template, options, backing_store=self.explicit_backing_store(),
+                            config_file=config_file)
+            before = self.read_config_of(self.lxc, base)
+            after = plan_config(before, idmap_edits)[0]
+            if after != before:
+                write_atomic(self.module, self.lxc.config_path(base), after)
+
+        self.act("create base", create)
+
+    def stop_if_ephemeral(self, current):
+        """state=stopped or absent of a running ephemeral container (lxc.ephemeral = 1): stopping it is all it
+        takes, LXC destroys it then. Returns when the container is not ephemeral."""
+        before = self.read_config()
+        if LxcConfig.parse(before).get_effective("lxc.ephemeral")[-1:] != ["1"]:
+            return
+        if current == "FROZEN":
+            self.act("unfreeze", lambda: self.lxc.unfreeze(self.name))
+        self.act("stop", self.stop)
+        if not self.module.check_mode:
+            folder = self.lxc.container_dir(self.name)
+            if not poll(lambda: not os.path.exists(folder), 30):
+                self.fail("ephemeral container %s stopped, but LXC did not remove %s within 30 s" % (self.name, folder))
+        if self.module._diff:
+            self.diff = {"before": before, "after": "", "before_header": self.lxc.config_path(self.name),
+                         "after_header": "(absent: ephemeral container stopped)"}
+        self.exit(None)
+
+    def check_running_ephemeral(self, current, before):
+        """A running ephemeral container cannot be restarted: stopping it destroys it."""
+        if current not in ("RUNNING", "FROZEN"):
+            return
+        if LxcConfig.parse(before).get_effective("lxc.ephemeral")[-1:] != ["1"]:
+            return
+        if self.state == "restarted":
+            self.fail("state: container %s is ephemeral (lxc.ephemeral = 1): a restart would destroy it" % self.name)
+        if self.params["on_change"] != "restart" or self.state not in ("present", "started", "frozen"):
+            return
+        try:
+            after, changed_keys = plan_config(before, self.edits)
+        except (ConfigError, OptionError):
+            return  # configure() reports it
+        if after != before:
+            self.fail("ephemeral: the config of running ephemeral container %s would change (%s); a restart would "
+                      "destroy it (set on_change: none to write the config only)" % (self.name, ", ".join(changed_keys)))
+
     # -- state ----------------------------------------------------------------------------------
 
     def stop(self):
@@ -674,6 +962,10 @@ class ContainerManager:
             result["restart_required"] = True
         if self.image is not None:
             result["image"] = self.image
+        if self.base_result is not None:
+            result["base"] = self.base_result
+        for text in self.clone_warnings:
+            self.module.warn(text)
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)

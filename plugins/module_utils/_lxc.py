@@ -223,6 +223,35 @@ class LxcRunner:
             args += ["--"] + list(template_options)
         return self.run("lxc-create", name, args, log=True, what="creating container %s failed" % name)
 
+    def for_path(self, lxc_path: str) -> "LxcRunner":
+        """A runner for another lxc path that shares this one's environment and start wrapper."""
+        if not lxc_path or lxc_path == self.lxc_path:
+            return self
+        other = LxcRunner(self.module, lxc_path)
+        other._bins = self._bins
+        other.env = self.env
+        other.start_wrapper = self.start_wrapper
+        return other
+
+    def copy(self, source: str, new_name: str, source_path=None, snapshot: bool = False, allow_running: bool = False,
+             backing_store=None, ephemeral: bool = False):
+        """``lxc-copy -n SOURCE -P SOURCE_PATH -N NEW -p THIS_PATH [-s] [-a] [-B STORE] [-e]``.
+
+        LXC gives the copy its own name (``lxc.uts.name``, ``/etc/hostname`` when the rootfs has one)
+        and new MAC addresses. Without ``allow_running`` LXC refuses a running source.
+        """
+        args = ["-N", new_name, "-p", self.lxc_path]
+        if snapshot:
+            args.append("-s")
+        if allow_running:
+            args.append("-a")
+        if backing_store:
+            args += ["-B", backing_store]
+        if ephemeral:
+            args.append("-e")
+        return self.for_path(source_path).run(
+            "lxc-copy", source, args, log=True, what="cloning container %s to %s failed" % (source, new_name))
+
     def start(self, name: str):
         return self.run("lxc-start", name, ["-d"], log=True, what="starting container %s failed" % name,
                         prefix=self.start_wrapper)

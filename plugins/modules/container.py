@@ -387,6 +387,69 @@ options:
         description: The interfaces that must have the addresses (default every interface but V(lo)).
         type: list
         elements: str
+  # -- clones, ephemeral containers, base containers (docs/clones.md) --
+  clone_from:
+    description:
+      - Create the container as a copy of this existing container (C(lxc-copy)), when it does not exist.
+        A creation source only, like O(template); an existing container is left as it is.
+      - The copy gets its own name (C(lxc.uts.name), and C(/etc/hostname) when the rootfs has one) and new MAC
+        addresses; then the task's O(config) and typed options are applied to the copy, never to the source.
+      - It keeps the source's id map (privileged or unprivileged); an O(idmap) or O(unprivileged) that does not fit
+        the source fails the task. Run as the user who owns the source to clone a user's unprivileged container.
+      - A running source is never stopped unless O(clone_stop_source) says so. A full copy of a running source is
+        made with C(lxc-copy --allowrunning) (with a warning); an overlay snapshot of a running source fails the
+        task before any change.
+      - Mutually exclusive with O(template), O(image), O(rootfs_archive) and O(base).
+    type: str
+  clone_from_path:
+    description:
+      - The lxc path of O(clone_from); default O(lxc_path).
+    type: path
+  clone_snapshot:
+    description:
+      - Make the copy a copy-on-write snapshot (C(lxc-copy -s)) instead of a full copy. LXC makes an overlay on
+        the source's rootfs for a directory-backed source and a btrfs snapshot for a btrfs one.
+      - An overlay snapshot reads the source's rootfs as its lower layer, so the source should stay stopped and
+        unchanged while the clone exists; LXC will not destroy a source that has snapshots.
+    type: bool
+    default: false
+  clone_stop_source:
+    description:
+      - When O(clone_from) is running or frozen, stop it, copy it and start it again (freezing it again if it was
+        frozen). Without this option a running source is never stopped.
+    type: bool
+    default: false
+  ephemeral:
+    description:
+      - An ephemeral container, cloned from O(clone_from) as an overlay snapshot with C(lxc.ephemeral = 1) and
+        started; LXC destroys it when it stops.
+      - With O(state=started) it is created (with the task's config) and started when missing. With
+        O(state=stopped) or O(state=absent) it is stopped, which removes it. Other states fail the task.
+    type: bool
+    default: false
+  base:
+    description:
+      - Fleets in seconds. With a creation source (O(image), O(template) or O(rootfs_archive)), make a stopped
+        base container from it once (under a lock in the lxc path, so parallel runs make it once), then create
+        this container as a copy-on-write snapshot of the base (C(lxc-copy -s)) and apply the task's config to it.
+        The base keeps the source's own config.
+      - Only used when the container does not exist; an existing container skips all of this.
+      - Containers made from a base depend on it; destroy them before the base.
+    type: dict
+    suboptions:
+      name:
+        description:
+          - Name of the base container. Default derived from the source, V(lxcfleet-base-DIST-RELEASE-ARCH-SHA) for
+            an image (the first 12 hex digits of its rootfs sha256, so a refreshed image gives a new base),
+            from the template's name, options and script for a template, and from the archive's path, size and
+            modification time for a rootfs archive; an unprivileged base also carries a hash of its id map.
+        type: str
+      snapshot:
+        description:
+          - Copy-on-write snapshots of the base (overlay for a directory base). V(false) makes full copies, which
+            are still faster than unpacking.
+        type: bool
+        default: true
 notes:
   - Addresses per interface are read from the container's C(/proc/PID/net) files, without entering it.
 seealso:
@@ -506,6 +569,31 @@ EXAMPLES = r"""
     rootfs_metadata: /srv/images/meta.tar.xz
     state: stopped
 
+- name: A full copy of web1 with its own address; a running web1 keeps running
+  lxcfleet.lxc.container:
+    name: web2
+    clone_from: web1
+    network:
+      - link: lxcbr0
+        ipv4: [10.0.3.11/24]
+
+- name: An ephemeral overlay snapshot of a stopped container, destroyed by LXC when it stops
+  lxcfleet.lxc.container:
+    name: scratch1
+    clone_from: base-bookworm
+    ephemeral: true
+
+- name: Fleets in seconds - many containers from one image, each an overlay snapshot of one base
+  lxcfleet.lxc.container:
+    name: "web{{ item }}"
+    image:
+      dist: debian
+      release: bookworm
+    base: {}
+    network:
+      - link: lxcbr0
+  loop: "{{ range(1, 21) | list }}"
+
 - name: Remove a container
   lxcfleet.lxc.container:
     name: web1
@@ -514,7 +602,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 container:
-  description: The container after the task (in check mode, as planned). Null after O(state=absent).
+  description:
+    - The container after the task (in check mode, as planned). Null after O(state=absent), and after an ephemeral
+      container was stopped (LXC removed it).
   returned: success
   type: dict
   contains:
@@ -587,6 +677,23 @@ image:
   type: dict
   sample: {"dist": "debian", "release": "bookworm", "build_id": "20261123_05:24", "fetched": false,
            "path": "/var/cache/lxc/download/debian/bookworm/amd64/default"}
+base:
+  description: When the container was created from a base container (O(base)), that base.
+  returned: when a container was created from a base container
+  type: dict
+  contains:
+    name:
+      description: Name of the base container (in the same lxc path).
+      type: str
+      sample: lxcfleet-base-debian-bookworm-amd64-3f2a9c0d1e4b
+    created:
+      description: Whether this run made the base container.
+      type: bool
+      sample: false
+    snapshot:
+      description: Whether the container is a copy-on-write snapshot of the base.
+      type: bool
+      sample: true
 state_after_failure:
   description: On a failed LXC call, the state the container was left in.
   returned: failure
