@@ -801,7 +801,7 @@ class ContainerManager:
         """state=stopped or absent of a running ephemeral container (lxc.ephemeral = 1): stopping it is all it
         takes, LXC destroys it then. Returns when the container is not ephemeral."""
         before = self.read_config()
-        if LxcConfig.parse(before).get_effective("lxc.ephemeral")[-1:] != ["1"]:
+        if "lxc.ephemeral" not in before or LxcConfig.parse(before).get_effective("lxc.ephemeral")[-1:] != ["1"]:
             return
         if current == "FROZEN":
             self.act("unfreeze", lambda: self.lxc.unfreeze(self.name))
@@ -817,7 +817,7 @@ class ContainerManager:
 
     def check_running_ephemeral(self, current, before):
         """A running ephemeral container cannot be restarted: stopping it destroys it."""
-        if current not in ("RUNNING", "FROZEN"):
+        if current not in ("RUNNING", "FROZEN") or "lxc.ephemeral" not in before:
             return
         if LxcConfig.parse(before).get_effective("lxc.ephemeral")[-1:] != ["1"]:
             return
