@@ -144,7 +144,7 @@ def list_snapshots(snapdir: str) -> list:
         if index is None or not os.path.isfile(os.path.join(folder, "config")):
             continue
         found.append((index, read_snapshot(folder, entry)))
-    return [snap for _, snap in sorted(found, key=lambda item: item[0])]
+    return [item[1] for item in sorted(found, key=lambda item: item[0])]
 
 
 def next_lxc_name(snapshots: list, snapdir_entries=()) -> str:
@@ -199,13 +199,12 @@ def validate_params(p: dict) -> None:
     if error:
         raise SnapshotError(error)
     state = p["state"]
-    if state != "list":
-        if p.get("snapshot") is None:
+    if p.get("snapshot") is None:
+        if state != "present":
             raise SnapshotError("snapshot is required with state=%s" % state)
-        error = validate_snapshot_name(p["snapshot"])
-        if error:
-            raise SnapshotError(error)
-    elif p.get("snapshot") is not None:
+        if p.get("comment") is not None:
+            raise SnapshotError("comment needs snapshot (the snapshot to comment)")
+    else:
         error = validate_snapshot_name(p["snapshot"])
         if error:
             raise SnapshotError(error)
@@ -280,7 +279,7 @@ def plan(p: dict, snapshots: list, cstate, store: str, rootfs, deps: list, targe
     result["snapshot"] = found
     running = cstate != STOPPED
 
-    if state == "list":
+    if wanted is None:  # state=present without a snapshot: a read-only listing
         return result
 
     if state == "present":
@@ -552,7 +551,7 @@ def argument_spec() -> dict:
         name=dict(type="str", required=True),
         lxc_path=dict(type="path"),
         snapshot=dict(type="str"),
-        state=dict(type="str", default="present", choices=["present", "absent", "restored", "list"]),
+        state=dict(type="str", default="present", choices=["present", "absent", "restored"]),
         comment=dict(type="str"),
         restore_to=dict(type="str"),
         restore_path=dict(type="path"),

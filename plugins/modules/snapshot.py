@@ -41,7 +41,8 @@ attributes:
   idempotent:
     support: partial
     details:
-      - O(state=present), O(state=absent), O(state=list) and O(state=restored) with O(restore_to) are idempotent.
+      - O(state=present), O(state=absent) and O(state=restored) with O(restore_to) are idempotent.
+      - Without O(snapshot) the task only lists the snapshots and never changes anything.
       - O(state=restored) without O(restore_to) (restore in place) always acts and reports a change, like
         a restart; run it only when a restore is wanted (for example under C(when)).
 options:
@@ -57,7 +58,8 @@ options:
         letter or digit.
       - A new snapshot cannot be given a name of the form V(snapN) (LXC picks N itself, and the name
         would collide with LXC's names).
-      - Required unless O(state=list). With O(state=list) it narrows RV(snapshot) to that snapshot.
+      - Required with O(state=absent) and O(state=restored). Omitted with O(state=present), the task
+        is a read-only listing - nothing changes, and RV(snapshots) lists the container's snapshots.
     type: str
   state:
     description:
@@ -70,9 +72,8 @@ options:
         (no change when that container exists). Without it, in place - the container is destroyed (its
         rootfs, config and every other file in its folder, except C(snaps/)) and re-created from the
         snapshot, config included; this always acts.
-      - V(list) - nothing changes; RV(snapshots) lists the snapshots (every state returns that list).
     type: str
-    choices: [present, absent, restored, list]
+    choices: [present, absent, restored]
     default: present
   comment:
     description:
@@ -139,10 +140,9 @@ EXAMPLES = r"""
     state: restored
     restore_to: web1-old
 
-- name: List the snapshots of web1
+- name: List the snapshots of web1 (no snapshot given - read-only)
   lxcfleet.lxc.snapshot:
     name: web1
-    state: list
   register: web1_snapshots
 
 - name: Remove the snapshot
@@ -200,7 +200,7 @@ snapshots:
 snapshot:
   description:
     - The snapshot the task acted on or named (same keys as an item of RV(snapshots)); V(null) when
-      it does not exist (O(state=absent), or O(state=list) without O(snapshot)).
+      it does not exist (O(state=absent)) or O(snapshot) is not given.
   returned: always
   type: dict
 restored:

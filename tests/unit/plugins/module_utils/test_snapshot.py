@@ -49,7 +49,6 @@ def test_lxc_index():
     (dict(name="a b"), "^name "),
     (dict(name="c1\n"), "^name .* newline"),
     (dict(state="restored", restore_to="c2\n"), "^restore_to .* newline"),
-    (dict(snapshot=None), "^snapshot is required with state=present"),
     (dict(snapshot="bad name"), "^snapshot 'bad name'"),
     (dict(state="absent", comment="x"), "^comment "),
     (dict(restore_to="x"), "^restore_to is used with state=restored"),
@@ -65,8 +64,18 @@ def test_validate_params_rejects(kw, expect):
     assert re.search(expect, str(err.value)), str(err.value)
 
 
-def test_validate_params_list_needs_no_snapshot():
-    sn.validate_params(params(state="list", snapshot=None))
+def test_validate_params_listing_needs_no_snapshot():
+    sn.validate_params(params(snapshot=None))
+    for state in ("absent", "restored"):
+        with pytest.raises(SnapshotError, match="snapshot is required with state=%s" % state):
+            sn.validate_params(params(state=state, snapshot=None))
+    with pytest.raises(SnapshotError, match="^comment needs snapshot"):
+        sn.validate_params(params(snapshot=None, comment="x"))
+
+
+def test_plan_listing_changes_nothing():
+    out = sn.plan(params(snapshot=None), [snap("a", "snap0")], "RUNNING", "lvm", "lvm:/dev/vg/x", ["/l/x"], False)
+    assert out["actions"] == [] and out["snapshot"] is None
 
 
 # ------------------------------------------------------------------ files
