@@ -1,5 +1,8 @@
-"""Helpers shared by the benchmarks (run.py, nat.py): running commands and forming ratios."""
+"""Helpers shared by the benchmarks (run.py, nat.py, image.py, connection.py, fleet.py): running commands,
+locking, forming ratios, the guarded measure-then-clean-up flow and the report output."""
 
+import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -50,3 +53,50 @@ def ratio(num, den):
 def terminate(signum, frame):
     """Signal handler: turn SIGTERM into KeyboardInterrupt, so cleanup code runs."""
     raise KeyboardInterrupt('signal %d' % signum)
+
+
+def take_lock(path, tag):
+    """An exclusive lock on path, held while the returned file stays open; None (logged) if another run holds it."""
+    handle = open(path, 'w', encoding='ascii')  # pylint: disable=consider-using-with
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        log('%s: another run holds %s' % (tag, path))
+        return None
+    return handle
+
+
+def measure_guarded(body, cleanup, report, tag):
+    """body(), then cleanup() in any case; a BenchError or an interrupt (SIGINT, or SIGTERM through
+    terminate) is logged and kept in report['error']. Returns the exit status: 0, or 1 on any error."""
+    status = 0
+    try:
+        body()
+    except BenchError as exc:
+        log('%s: ERROR: %s' % (tag, exc))
+        report['error'] = str(exc)
+        status = 1
+    except KeyboardInterrupt as exc:
+        log('%s: interrupted (%s)' % (tag, exc or 'SIGINT'))
+        report['error'] = 'interrupted'
+        status = 1
+    finally:
+        try:
+            cleanup()
+        except BenchError as exc:
+            log('%s: ERROR during cleanup: %s' % (tag, exc))
+            status = 1
+    return status
+
+
+def emit(report, status, as_json, print_text):
+    """Print the report (JSON on stdout, or print_text(report) and the error) and return status."""
+    report['exit_status'] = status
+    if as_json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print_text(report)
+        if status:
+            print('\nERROR: %s' % report.get('error', 'see above'))
+    return status

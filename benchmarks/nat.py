@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import BenchError, log, ratio, run, tail, terminate
+from bench_common import BenchError, emit, log, ratio, run, tail, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -438,14 +438,7 @@ def main(argv=None):
     report.setdefault('transaction_bytes', 0)
     if report['runs'] and not status:
         report['summary'] = summarize(report['runs'])
-    report['exit_status'] = status
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print_text(report)
-        if status:
-            print('\nERROR: %s' % report.get('error', 'see above'))
-    return status
+    return emit(report, status, args.json, print_text)
 
 
 if __name__ == '__main__':

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import BenchError, log, ratio, run, tail, terminate
+from bench_common import BenchError, emit, log, ratio, run, tail, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -606,14 +606,7 @@ def main(argv=None):
         report['results'][method] = res
     report['summary'] = summarize({m: rs for m, rs in runs.items() if m in report['results']},
                                   args.n)
-    report['exit_status'] = status
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print_text(report)
-        if status:
-            print('\nERROR: %s' % report.get('error', 'see above'))
-    return status
+    return emit(report, status, args.json, print_text)
 
 
 if __name__ == '__main__':
