@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -32,6 +34,8 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
 )
 
 STABLE = ("RUNNING", "STOPPED", "FROZEN")
+#: Written into a base container's folder once it is complete (docs/clones.md).
+BASE_MARKER = "lxcfleet-base.json"
 
 _NIC_SPEC = dict(
     type=dict(type="str", default="veth", choices=["veth", "macvlan", "ipvlan", "phys", "vlan", "empty", "none"]),
@@ -743,6 +747,9 @@ class ContainerManager:
         created = False
         if self.module.check_mode:
             exists = self.lxc.exists(base)
+            if exists and self.incomplete_base(base):
+                self.actions.append("destroy incomplete base")
+                exists = False
             if not exists:
                 self.actions.append("create base")
                 self.changed = True
@@ -752,6 +759,8 @@ class ContainerManager:
             lock = os.path.join(self.lxc.lxc_path, ".lxcfleet-base-%s.lock" % base)
             try:
                 with fcntl_lock(lock, timeout=900, mode=0o644):
+                    if self.lxc.exists(base) and self.incomplete_base(base):
+                        self.act("destroy incomplete base", lambda: self.lxc.destroy(base, force=True))
                     if not self.lxc.exists(base):
                         scratch = tempfile.mkdtemp(prefix="lxcfleet-base-")
                         try:
@@ -769,6 +778,20 @@ class ContainerManager:
             self.check_clone_idmap("base", "base container %s in %s" % (base, self.lxc.lxc_path),
                                    LxcConfig.parse(text).get("lxc.idmap"))
         self.clone_and_configure(self.lxc, base, text, state, snapshot, option="base")
+
+    def incomplete_base(self, base):
+        """The remains of an interrupted creation: a base with a name this module derived, without the marker
+        it writes once the base is complete, and without clones that depend on it."""
+        if self.params["base"].get("name"):
+            return False  # a base the user named may have been made by other means: used as it is
+        folder = self.lxc.container_dir(base)
+        if os.path.exists(os.path.join(folder, BASE_MARKER)):
+            return False
+        try:
+            with open(os.path.join(folder, "lxc_snapshots"), encoding="utf-8") as handle:
+                return not handle.read().strip()
+        except OSError:
+            return True
 
     def create_base(self, base, scratch):
         """``lxc-create`` the base container from the task's source, with the id map only: the task's other
@@ -794,6 +817,12 @@ class ContainerManager:
             after = plan_config(before, idmap_edits)[0]
             if after != before:
                 write_atomic(self.module, self.lxc.config_path(base), after)
+            source = dict((k, p[k]) for k in ("template", "template_options", "rootfs_archive", "rootfs_metadata"))
+            if p["image"] is not None:
+                source["image"] = dict((k, p["image"].get(k)) for k in ("dist", "release", "arch", "variant", "server"))
+            marker = json.dumps({"source": source, "created": int(time.time()), "idmap": self.creation_idmap},
+                                indent=1, sort_keys=True) + "\n"
+            write_atomic(self.module, os.path.join(self.lxc.container_dir(base), BASE_MARKER), marker, mode=0o644)
 
         self.act("create base", create)
 
