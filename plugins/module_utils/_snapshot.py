@@ -379,6 +379,30 @@ class SnapshotManager:
         text = read_text(self.lxc.config_path(self.name)) or ""
         return rootfs_value(text)
 
+    def fs_type(self, path: str):
+        """The filesystem type (stat -f) of ``path`` or of its nearest existing parent; None if unknown."""
+        while path and not os.path.exists(path):
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        rc, out, err = self.module.run_command(["stat", "-f", "-c", "%T", path])
+        return out.strip() if rc == 0 and out.strip() else None
+
+    def check_restore_path(self, decided: dict) -> None:
+        """A btrfs snapshot can only be restored onto btrfs (LXC makes a subvolume there): say so before any change."""
+        snap = decided["snapshot"]
+        path = self.p.get("restore_path")
+        if decided["kind"] != "restore_new" or not path or snap["backing_store"] != "btrfs":
+            return
+        fstype = self.fs_type(path)
+        if fstype is not None and fstype != "btrfs":
+            raise SnapshotError(
+                "restore_path %s is on %s, not btrfs: LXC restores the btrfs snapshot %s (%s) only as a btrfs subvolume "
+                "(\"Failed to create btrfs subvolume\"); choose a restore_path on a btrfs filesystem"
+                % (path, fstype, snap["name"], snap["lxc_name"])
+            )
+
     def target_exists(self) -> bool:
         target = self.p.get("restore_to")
         if target is None:
@@ -470,6 +494,7 @@ class SnapshotManager:
         store = store_of(rootfs)
         deps = dependents(self.lxc.container_dir(self.name)) if exists else []
         decided = plan(p, before, cstate, store, rootfs, deps, self.target_exists())
+        self.check_restore_path(decided)
         kind = decided["kind"]
         acted = decided["snapshot"]
         after = before

@@ -93,7 +93,7 @@ options:
     description:
       - The lxc path for the container O(restore_to); default O(lxc_path). Created when missing.
       - C(lxc-snapshot) of LXC 5.0 has no option for it, so the snapshot is cloned with C(lxc-copy)
-        (as C(lxc-snapshot -r) does). For a btrfs snapshot it must be on the same btrfs filesystem.
+        (as C(lxc-snapshot -r) does). For a btrfs snapshot it must be on btrfs (checked before any change).
     type: path
   stop_running:
     description:
