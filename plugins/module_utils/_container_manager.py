@@ -26,6 +26,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import validate
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _image, _unpack, _unpriv
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _clone
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bdev
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
     LxcError,
     LxcRunner,
@@ -62,7 +63,9 @@ ARGUMENT_SPEC = dict(
     rootfs_archive=dict(type="path"),
     rootfs_metadata=dict(type="path"),
     image=dict(type="dict", options=_image.IMAGE_OPTIONS),
-    backing_store=dict(type="str", default="dir", choices=["dir"]),
+    # backing stores (_bdev): None is LXC's default (dir); a clone keeps its source's store
+    backing_store=dict(type="str", choices=list(_bdev.STORES)),
+    backing_store_options=dict(type="dict", options=_bdev.OPTIONS_SPEC),
     config=dict(type="dict", default={}),
     config_remove=dict(type="list", elements="str", default=[]),
     network=dict(type="list", elements="dict", options=_NIC_SPEC),
@@ -176,6 +179,7 @@ class ContainerManager:
             self.edits = compile_all(p, CgroupLayout())
         except OptionError as exc:
             self.fail(str(exc))
+        self.validate_backing_store()
         self.validate_idmap()
         self.validate_clone()
 
@@ -218,6 +222,44 @@ class ContainerManager:
             if problems:
                 self.fail("; ".join(problems))
             self.task_idmap = [e.line() for e in entries]
+
+    # -- backing store (module_utils/_bdev.py) -----------------------------------------------------
+
+    def validate_backing_store(self):
+        """backing_store and backing_store_options, checked and normalised before anything changes."""
+        try:
+            self.bdev_options = _bdev.validate(self.params["backing_store"], self.params["backing_store_options"])
+        except _bdev.BdevError as exc:
+            self.fail(str(exc))
+
+    def bdev_probe(self):
+        return _bdev.HostProbe(run=lambda argv: self.module.run_command(argv, environ_update={"LC_ALL": "C"}))
+
+    def bdev_defaults(self):
+        """LXC's global defaults for the stores that have them, only when they matter."""
+        store = self.params["backing_store"]
+        keys = {"lvm": ("lxc.bdev.lvm.vg",), "zfs": ("lxc.bdev.zfs.root",),
+                "best": ("lxc.bdev.lvm.vg", "lxc.bdev.zfs.root")}.get(store, ())
+        return dict((key, self.lxc.global_value(key)) for key in keys)
+
+    def preflight_backing_store(self):
+        """What the host needs for the store of a new container, checked before anything changes."""
+        store = self.params["backing_store"]
+        probe = self.bdev_probe()
+        defaults = self.bdev_defaults()
+        try:
+            _bdev.preflight(store, self.bdev_options, self.lxc.lxc_path, probe, defaults)
+        except _bdev.BdevError as exc:
+            self.fail(str(exc))
+        self.planned_backing_store = _bdev.planned_store(store, self.bdev_options, self.lxc.lxc_path, probe, defaults)
+
+    def check_existing_backing_store(self, text):
+        """An existing container keeps its store: a different one in the task is an error."""
+        rootfs = LxcConfig.parse(text).get("lxc.rootfs.path")
+        message = _bdev.mismatch(self.params["backing_store"], _bdev.store_of(rootfs))
+        if message:
+            self.fail("%s (container %s in %s, lxc.rootfs.path = %s)"
+                      % (message, self.name, self.lxc.lxc_path, rootfs[-1] if isinstance(rootfs, list) else rootfs))
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -265,6 +307,7 @@ class ContainerManager:
                     "rootfs_archive or clone_from" % (self.name, self.lxc.lxc_path)
                 )
             self.check_template()
+            self.preflight_backing_store()
             self.plan_creation_idmap()
             self.preflight_unprivileged(self.creation_idmap, starting=self.state != "present")
             if self.params["base"] is not None:
@@ -274,6 +317,7 @@ class ContainerManager:
             current = "STOPPED"
         else:
             before = self.read_config()
+            self.check_existing_backing_store(before)
             current_map = LxcConfig.parse(before).get("lxc.idmap")
             self.check_existing_idmap(current_map)
             starts = self.state in ("started", "restarted", "frozen") and current not in ("RUNNING", "FROZEN")
@@ -515,7 +559,8 @@ class ContainerManager:
                 with open(config_file, "w", encoding="utf-8") as handle:
                     handle.write(initial)
             make_traversable_dirs(self.lxc.lxc_path)
-            self.lxc.create(self.name, template, options, backing_store=p["backing_store"], config_file=config_file)
+            self.lxc.create(self.name, template, options, config_file=config_file,
+                            bdev_options=_bdev.create_args(p["backing_store"], self.bdev_options))
 
         self.act("create", create)
         if self.module.check_mode:
@@ -972,6 +1017,7 @@ class ContainerManager:
             return {
                 "name": self.name, "state": _planned_state(self.state), "pid": None, "ips": [],
                 "interfaces": {}, "unprivileged": bool(config.get("lxc.idmap")), "lxc_path": self.lxc.lxc_path,
+                "backing_store": getattr(self, "planned_backing_store", None),
                 "config": config,
                 "config_path": self.lxc.config_path(self.name),
             }
@@ -1065,6 +1111,7 @@ def describe_container(lxc: LxcRunner, name: str, with_config: bool = True, info
         "unprivileged": bool(config.get("lxc.idmap")),
         "lxc_path": lxc.lxc_path,
         "config_path": lxc.config_path(name),
+        "backing_store": _bdev.store_of(config.get("lxc.rootfs.path")),
     }
     if with_config:
         result["config"] = config

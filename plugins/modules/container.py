@@ -148,10 +148,55 @@ options:
         default: false
   backing_store:
     description:
-      - Backing store of a new container's root filesystem (C(lxc-create -B)).
+      - Backing store of a new container's root filesystem (C(lxc-create -B)). See C(docs/backing-stores.md).
+      - V(dir) a folder; V(btrfs) a subvolume (the O(lxc_path) must be on btrfs); V(loop) a filesystem in a file
+        C(rootdev) next to the config; V(lvm) a logical volume (thin when O(backing_store_options.thinpool) or
+        LXC's default thin pool exists); V(zfs) a ZFS dataset; V(overlayfs) an empty overlay upper layer on a
+        folder with the template's rootfs; V(best) lets LXC pick the first that works of btrfs, zfs, lvm and dir.
+      - Left out, LXC's default (V(dir)) for a new container.
+      - The host is checked before anything changes, for example V(lvm) needs C(lvcreate), device-mapper in the
+        kernel and the volume group, V(zfs) needs C(zfs), C(/dev/zfs) and the dataset, V(loop) needs
+        C(/dev/loop-control) and C(mkfs.<fstype>), V(btrfs) an O(lxc_path) on btrfs. V(loop), V(lvm) and V(zfs)
+        need root.
+      - An existing container keeps its store. When the task names a different one (other than V(best)), the
+        task fails; recreate or clone the container with the new store. C(container.backing_store) in the result
+        says which store a container has.
     type: str
-    choices: [dir]
-    default: dir
+    choices: [dir, btrfs, loop, lvm, zfs, overlayfs, best]
+  backing_store_options:
+    description:
+      - Options of the backing store, used when the container is created (ignored for an existing one).
+      - An option that does not apply to O(backing_store) is an error. V(best) accepts the options of
+        V(lvm) and V(zfs), for the store LXC picks.
+    type: dict
+    suboptions:
+      fstype:
+        description: Filesystem made on the device of V(loop) or V(lvm) (C(--fstype)); LXC's default is V(ext4).
+        type: str
+      fssize:
+        description:
+          - Size of the device of V(loop) or V(lvm) (C(--fssize)), a number and a unit, for example V(512M) or
+            V(2G) (powers of 1024). LXC's default is V(1G). The loop file is sparse.
+        type: str
+      vgname:
+        description: Volume group of V(lvm) (C(--vgname)); LXC's default is C(lxc.bdev.lvm.vg), V(lxc).
+        type: str
+      lvname:
+        description: Logical volume name of V(lvm) (C(--lvname)); LXC's default is the container name.
+        type: str
+      thinpool:
+        description:
+          - Thin pool of V(lvm) (C(--thinpool)); it must exist in the volume group. Left out, LXC uses the thin
+            pool C(lxc.bdev.lvm.thin_pool) (V(lxc)) if it exists, else a plain (thick) volume.
+        type: str
+      zfsroot:
+        description: Parent dataset of V(zfs) (C(--zfsroot)), for example V(tank/lxc); LXC's default is C(lxc.bdev.zfs.root).
+        type: str
+      dir:
+        description:
+          - For V(dir), where the rootfs folder goes instead of C(<lxc_path>/<name>/rootfs) (C(--dir)). It must
+            not exist or be empty. Destroying the container removes it.
+        type: path
   config:
     description:
       - LXC config keys (see C(lxc.container.conf(5))) and their values.
@@ -594,6 +639,42 @@ EXAMPLES = r"""
       - link: lxcbr0
   loop: "{{ range(1, 21) | list }}"
 
+- name: A container on a 2G ext4 filesystem in a loop file
+  lxcfleet.lxc.container:
+    name: quota1
+    template: busybox
+    backing_store: loop
+    backing_store_options:
+      fstype: ext4
+      fssize: 2G
+
+- name: A container as a btrfs subvolume (the lxc_path is on btrfs)
+  lxcfleet.lxc.container:
+    name: fast1
+    lxc_path: /srv/btrfs/lxc
+    template: busybox
+    backing_store: btrfs
+
+- name: A container on a thin logical volume
+  lxcfleet.lxc.container:
+    name: db2
+    template: download
+    template_options: [--dist, debian, --release, bookworm, --arch, amd64]
+    backing_store: lvm
+    backing_store_options:
+      vgname: vg0
+      thinpool: lxcpool
+      fstype: xfs
+      fssize: 20G
+
+- name: A container on a ZFS dataset below tank/lxc
+  lxcfleet.lxc.container:
+    name: zed1
+    template: busybox
+    backing_store: zfs
+    backing_store_options:
+      zfsroot: tank/lxc
+
 - name: Remove a container
   lxcfleet.lxc.container:
     name: web1
@@ -641,6 +722,13 @@ container:
       description: Path of the container's config file.
       type: str
       sample: /var/lib/lxc/web1/config
+    backing_store:
+      description:
+        - Backing store of the container's root filesystem, from C(lxc.rootfs.path) (V(dir), V(btrfs), V(loop),
+          V(lvm), V(zfs), V(overlayfs), V(rbd), V(nbd)); null when the config has no rootfs.
+        - In check mode for a container not yet created, the store it would get.
+      type: str
+      sample: btrfs
     config:
       description: The container's own config file as a dict; multi-valued keys are lists.
       type: dict

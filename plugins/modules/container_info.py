@@ -97,6 +97,11 @@ containers:
       description: The config file.
       type: str
       sample: /var/lib/lxc/web1/config
+    backing_store:
+      description: Backing store of the root filesystem, from C(lxc.rootfs.path) (V(dir), V(btrfs), V(loop), V(lvm), V(zfs), V(overlayfs) ...).
+      type: str
+      returned: when the container exists
+      sample: dir
     config:
       description: The config file as a dict; multi-valued keys are lists.
       type: dict
