@@ -17,6 +17,7 @@ APT_PACKAGES=(
   lxc busybox-static uidmap bridge-utils dnsmasq-base nftables debootstrap
   python3-pyroute2 python3-lxc rsync xz-utils git shellcheck
   gnupg gpgv openssl  # test image server: signing key, signature checks, test CA
+  attr  # getfattr: the container_archive target compares xattrs
   acl  # setfacl: Ansible shares its temporary files with a become_user (unprivileged containers)
   openssh-server  # test sshd on 127.0.0.1 for the attach connection over SSH (tests/testbed/sshd.py)
   btrfs-progs  # backing stores: btrfs on a loop file as an lxc_path (tests/integration/shared/btrfs_path.yml)

@@ -371,13 +371,7 @@ class ContainerManager:
         """The map a new container gets: the task's, else the user's default config's, else one made
         from the subordinate ranges of the user this runs as; none when unprivileged is false."""
         p = self.params
-        self.default_config_text = ""
-        self.default_config_path = self.lxc.global_value("lxc.default_config")
-        try:
-            with open(self.default_config_path, encoding="utf-8") as handle:
-                self.default_config_text = handle.read()
-        except OSError:
-            pass
+        self.default_config_path, self.default_config_text = read_default_config(self.lxc)
         default_map = LxcConfig.parse(self.default_config_text).get("lxc.idmap")
         if p["unprivileged"] is False:
             self.creation_idmap = []
@@ -389,19 +383,9 @@ class ContainerManager:
             if self.task_idmap_option == "idmap":
                 self.edits.append(SetKey("idmap", "lxc.idmap", self.task_idmap))
             return
-        if default_map:
-            try:
-                entries = _unpriv.parse_idmap(default_map, option="lxc.idmap in %s" % self.default_config_path)
-            except _unpriv.IdmapError as exc:
-                self.fail(str(exc))
-            problems = _unpriv.idmap_problems(entries, self.who, option="lxc.idmap in %s" % self.default_config_path)
-            if problems:
-                self.fail("; ".join(problems))
-            self.creation_idmap = [e.line() for e in entries]
-            self.edits.append(SetKey("unprivileged", "lxc.idmap", self.creation_idmap))
-            return
         try:
-            self.creation_idmap = _unpriv.derive_idmap(self.who)
+            self.creation_idmap = plan_default_idmap(self.lxc, self.who, self.default_config_path,
+                                                     self.default_config_text)
         except _unpriv.IdmapError as exc:
             self.fail(str(exc))
         self.edits.append(SetKey("unprivileged", "lxc.idmap", self.creation_idmap))
@@ -1044,6 +1028,33 @@ class ContainerManager:
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)
+
+
+def read_default_config(lxc: LxcRunner):
+    """(path, text) of the default config of the user this runs as (text "" when it is missing)."""
+    path = lxc.global_value("lxc.default_config")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return path, handle.read()
+    except OSError:
+        return path, ""
+
+
+def plan_default_idmap(lxc: LxcRunner, who, path=None, text=None) -> list:
+    """The map of a new unprivileged container when the task names none: the ``lxc.idmap`` of the
+    user's default config (checked against the user's subordinate ranges), else one made from those
+    ranges. Raises IdmapError naming the cause. Used by the container_archive module too."""
+    if path is None:
+        path, text = read_default_config(lxc)
+    default_map = LxcConfig.parse(text or "").get("lxc.idmap")
+    if default_map:
+        option = "lxc.idmap in %s" % path
+        entries = _unpriv.parse_idmap(default_map, option=option)
+        problems = _unpriv.idmap_problems(entries, who, option=option)
+        if problems:
+            raise _unpriv.IdmapError("; ".join(problems))
+        return [e.line() for e in entries]
+    return _unpriv.derive_idmap(who)
 
 
 def make_traversable_dirs(path: str) -> None:
