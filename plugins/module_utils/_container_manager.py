@@ -785,7 +785,7 @@ class ContainerManager:
                 created = True
         else:
             make_traversable_dirs(self.lxc.lxc_path)
-            lock = os.path.join(self.lxc.lxc_path, ".lxcfleet-base-%s.lock" % base)
+            lock = os.path.join(self.lxc.lxc_path, ".%s.lxcfleet-lock" % base)
             try:
                 with fcntl_lock(lock, timeout=900, mode=0o644):
                     if self.lxc.exists(base) and self.incomplete_base(base):
