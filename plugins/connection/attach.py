@@ -362,7 +362,7 @@ _SSH_ERROR_RE = re.compile(
     rb"command-line line \d+:|no argument after keyword|Bad configuration option|Identity file .* not accessible)",
     re.MULTILINE,
 )
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Connection(ConnectionBase):

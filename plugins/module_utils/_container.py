@@ -21,11 +21,11 @@ NESTING_INCLUDE = "/usr/share/lxc/config/nesting.conf"
 NET_TYPES = ("veth", "macvlan", "ipvlan", "phys", "vlan", "empty", "none")
 # Patterns as strings: re compiles (and caches) each on first use, so a run that does not need one
 # does not pay for it (every module run starts a fresh interpreter).
-_HWADDR_RE = r"^([0-9a-fA-Fx]{2}:){5}[0-9a-fA-Fx]{2}$"
-_IFNAME_RE = r"^[^\s/:]{1,15}$"
+_HWADDR_RE = r"^([0-9a-fA-Fx]{2}:){5}[0-9a-fA-Fx]{2}\Z"
+_IFNAME_RE = r"^[^\s/:]{1,15}\Z"
 _SIZE_RE = r"(?i)^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$"
-_CPUSET_RE = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
-_CAP_RE = r"^[a-z_]+$"
+_CPUSET_RE = r"^\d+(-\d+)?(,\d+(-\d+)?)*\Z"
+_CAP_RE = r"^[a-z_]+\Z"
 
 
 class OptionError(Exception):

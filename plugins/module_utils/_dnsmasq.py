@@ -27,9 +27,9 @@ DEFAULT_UNIT_DIR = "/etc/systemd/system"
 UNIT_PREFIX = "lxcfleet-dnsmasq@"
 STOP_TIMEOUT = 10.0
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
-_LEASE_TIME_RE = re.compile(r"^([0-9]+[smhdw]?|infinite)$")
+_LEASE_TIME_RE = re.compile(r"^([0-9]+[smhdw]?|infinite)\Z")
 
 
 class DnsmasqError(Exception):

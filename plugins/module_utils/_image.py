@@ -56,12 +56,12 @@ CHUNK = 1024 * 1024
 
 # An index field or an option naming a path component: starts with a letter or digit (so never "." or
 # ".." or an option-like "-x"), then letters, digits and . _ : + ~ @ - only; no "/" and no whitespace.
-_FIELD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+~@-]{0,127}$")
+_FIELD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+~@-]{0,127}\Z")
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_.:+~@-]{0,127}"
 _PATH_RE = re.compile(r"^(/%s)+/?$" % _SEGMENT)
-_META_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
-_FPR_RE = re.compile(r"^([0-9A-F]{40}|[0-9A-F]{64})$")
+_META_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z")
+_HEX_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_FPR_RE = re.compile(r"^([0-9A-F]{40}|[0-9A-F]{64})\Z")
 
 # Linux machine names (uname -m) to the architecture names of the image servers (Debian's names).
 _ARCH_MAP = {

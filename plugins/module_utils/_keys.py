@@ -188,11 +188,11 @@ OBSOLETE_KEYS: FrozenSet[str] = frozenset((
     "lxc.kmsg", "lxc.pivotdir", "lxc.rootfs.backend",
 ))
 
-_KEY_CHARS = re.compile(r"^lxc(\.[A-Za-z0-9_@:+/\-]+)+$")
-_NET_RE = re.compile(r"^lxc\.net\.([0-9]+)\.(.+)$")
-_LEGACY_NET_RE = re.compile(r"^lxc\.network\.(?:([0-9]+)\.)?(.+)$")
-_CGROUP_RE = re.compile(r"^lxc\.(cgroup2?)\.([a-z_][a-z0-9_]*)\.([A-Za-z0-9_][A-Za-z0-9_.\-]*)$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:+/\-]*$")
+_KEY_CHARS = re.compile(r"^lxc(\.[A-Za-z0-9_@:+/\-]+)+\Z")
+_NET_RE = re.compile(r"^lxc\.net\.([0-9]+)\.(.+)\Z")
+_LEGACY_NET_RE = re.compile(r"^lxc\.network\.(?:([0-9]+)\.)?(.+)\Z")
+_CGROUP_RE = re.compile(r"^lxc\.(cgroup2?)\.([a-z_][a-z0-9_]*)\.([A-Za-z0-9_][A-Za-z0-9_.\-]*)\Z")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:+/\-]*\Z")
 _MAX_NET_INDEX = 2 ** 31 - 2
 
 

@@ -16,7 +16,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._tool import ToolErro
 STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZING", "FROZEN", "THAWED")
 
 # A container name is used as a directory name below lxc_path and as a hostname default.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 _LOG_LINE_RE = (
     r"^\S+ \S+ \d+\.\d+ (?P<level>TRACE|DEBUG|INFO|NOTICE|WARN|ERROR|CRIT|ALERT|FATAL)\s+"

@@ -39,7 +39,7 @@ STP_FORWARD_DELAY_MAX = 30
 # Netlink carries bridge timers as clock_t, in USER_HZ (100 per second on Linux): centiseconds.
 USER_HZ = 100
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 # Properties in the order they are shown in the diff and returned.
 PROPERTIES = ("addresses", "mtu", "hwaddr", "stp", "forward_delay", "up", "ports")
 

@@ -19,10 +19,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._tool import ToolError
 
 FAMILY = "inet"
-TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 # Interface names: what the kernel allows minus everything that could end or escape an nft string.
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,15}$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,15}\Z")
 NETNS_DIR = "/var/run/netns"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")

@@ -185,17 +185,9 @@ def comment_text(comment: str) -> str:
     return comment if comment.endswith("\n") else comment + "\n"
 
 
-def _container_name_error(value, option):
-    # _lxc.validate_name's pattern ends in '$', which also accepts a final newline: refuse it here.
-    error = validate_name(value, option)
-    if error is None and "\n" in value:
-        error = "%s %r is not a valid container name: it contains a newline" % (option, value)
-    return error
-
-
 def validate_params(p: dict) -> None:
     """Checks that need no LXC; raise SnapshotError naming the option."""
-    error = _container_name_error(p["name"], "name")
+    error = validate_name(p["name"], "name")
     if error:
         raise SnapshotError(error)
     state = p["state"]
@@ -211,7 +203,7 @@ def validate_params(p: dict) -> None:
     if p.get("restore_to") is not None:
         if state != "restored":
             raise SnapshotError("restore_to is used with state=restored only")
-        error = _container_name_error(p["restore_to"], "restore_to")
+        error = validate_name(p["restore_to"], "restore_to")
         if error:
             raise SnapshotError(error)
     if p.get("restore_path") is not None:

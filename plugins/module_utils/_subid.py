@@ -20,7 +20,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._files import write_atomic
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
 
-_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)$")
+_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)\Z")
 
 
 class SubidEntry(NamedTuple):
@@ -88,7 +88,7 @@ def idmap_lines(uid_range, gid_range, container_start: int = 0) -> list:
     ]
 
 
-_SHADOW_NUMBER_RE = re.compile(r"^\s*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
+_SHADOW_NUMBER_RE = re.compile(r"^\s*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
 
 
 def _shadow_number(text: str):

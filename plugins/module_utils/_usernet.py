@@ -35,7 +35,7 @@ _INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
 _LONG_MIN, _LONG_MAX = -(2 ** 63), 2 ** 63 - 1
 # A line that parse_usernet() turns into a UsernetEntry: exactly four blank-separated fields, the
 # count plain decimal digits, nothing else but trailing blanks. Everything else stays a raw string.
-_ENTRY_RE = re.compile(r"^([^ \t\n\v\f\r#][^ \t\n\v\f\r]*)[ \t]+([^ \t\n\v\f\r]+)[ \t]+([^ \t\n\v\f\r]+)[ \t]+([0-9]+)[ \t]*$")
+_ENTRY_RE = re.compile(r"^([^ \t\n\v\f\r#][^ \t\n\v\f\r]*)[ \t]+([^ \t\n\v\f\r]+)[ \t]+([^ \t\n\v\f\r]+)[ \t]+([0-9]+)[ \t]*\Z")
 
 
 class UsernetEntry(NamedTuple):
@@ -188,7 +188,7 @@ DEFAULT_LOCK_TIMEOUT = 15.0
 NEW_FILE_MODE = 0o644
 # shadow's useradd/groupadd accept [A-Za-z0-9_.][A-Za-z0-9_.-]* (and a final $ for machine
 # accounts), up to 32 characters, not only digits; Debian's stricter NAME_REGEX is a subset.
-_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$")
+_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?\Z")
 _ACCOUNT_MAX = 32
 
 

@@ -21,7 +21,7 @@ import shlex
 from dataclasses import dataclass, field
 
 #: A POSIX-ish user name (what useradd accepts by default, plus a trailing $ for machine accounts).
-USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+USER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?\Z")
 
 #: Ansible's ssh plugin default, so the LXC host sees the same multiplexed master.
 DEFAULT_SSH_ARGS = "-C -o ControlMaster=auto -o ControlPersist=60s"

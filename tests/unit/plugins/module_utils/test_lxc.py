@@ -45,7 +45,7 @@ def test_parse_info():
     assert usage == {"cpu_ns": 12781338, "blkio_bytes": 0, "memory_bytes": 622592, "kmem_bytes": 376832}
 
 
-@pytest.mark.parametrize("name", ["", None, "../x", "a b", "a/b", "-x", ".hidden", "x" * 65])
+@pytest.mark.parametrize("name", ["", None, "../x", "a b", "a/b", "-x", ".hidden", "x" * 65, "web1\n", "web1\nweb2"])
 def test_bad_names(name):
     assert validate_name(name) is not None
 
@@ -85,3 +85,16 @@ def test_interfaces_from_proc():
 
 def test_interfaces_from_empty_proc():
     assert interfaces_from_proc({}) == {}
+
+
+def test_validators_refuse_a_final_newline():
+    """Patterns end in \\Z, not $: '$' also matches before a final newline, which would let a name or
+    key with a newline into a config file, an nft ruleset or /etc/subuid."""
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils import _keys, _nft, _usernet
+    from ansible_collections.lxcfleet.lxc.plugins.plugin_utils import _ssh
+
+    assert not _nft.TABLE_RE.match("lft1t\n")
+    assert not _usernet._ACCOUNT_RE.match("alice\n")
+    assert not _ssh.USER_NAME_RE.match("bob\n")
+    with pytest.raises(Exception):
+        _keys.validate_key("lxc.uts.name\n")

@@ -47,8 +47,8 @@ def test_lxc_index():
 
 @pytest.mark.parametrize("kw, expect", [
     (dict(name="a b"), "^name "),
-    (dict(name="c1\n"), "^name .* newline"),
-    (dict(state="restored", restore_to="c2\n"), "^restore_to .* newline"),
+    (dict(name="c1\n"), "^name .* not a valid container name"),
+    (dict(state="restored", restore_to="c2\n"), "^restore_to .* not a valid container name"),
     (dict(snapshot="bad name"), "^snapshot 'bad name'"),
     (dict(state="absent", comment="x"), "^comment "),
     (dict(restore_to="x"), "^restore_to is used with state=restored"),
