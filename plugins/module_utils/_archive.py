@@ -418,17 +418,19 @@ class ArchiveManager:
             out["diff"] = self.diff
         self.module.exit_json(**out)
 
-    def act(self, label, func):
+    def act(self, label, func, also=None):
+        """Record an action; run it unless in check mode. ``also``: an earlier error the message repeats."""
         self.actions.append(label)
         self.changed = True
         if self.module.check_mode:
             return None
+        before = (also + "; then ") if also else ""
         try:
             return func()
         except LxcError as exc:
-            self.fail("%s: %s" % (label, exc.msg), **exc.to_result())
+            self.fail("%s%s: %s" % (before, label, exc.msg), **exc.to_result())
         except (OSError, ArchiveError) as exc:
-            self.fail("%s failed: %s" % (label, exc))
+            self.fail("%s%s failed: %s" % (before, label, exc))
 
     def run_piped(self, argv, stdin=None, stdout=None, what=""):
         """Run argv with a file as stdin or stdout (an archive never passes through memory)."""
@@ -547,13 +549,22 @@ class ArchiveManager:
             self.diff = {"before": json.dumps(existing, indent=2, sort_keys=True) + "\n" if existing else "",
                          "after": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
                          "before_header": self.path if existing else "(absent)", "after_header": self.path}
-        try:
-            self.act("export", lambda: self.write_archive(cdir, config_text, rootfs, idmap, manifest, compression))
-        finally:
-            if state in ("RUNNING", "FROZEN"):
-                self.act("start", lambda: self.lxc.start(self.name))
-                if state == "FROZEN":
-                    self.act("freeze", lambda: self.lxc.freeze(self.name))
+        self.actions.append("export")
+        self.changed = True
+        error = None
+        if not self.module.check_mode:
+            try:
+                self.write_archive(cdir, config_text, rootfs, idmap, manifest, compression)
+            except (OSError, ArchiveError) as exc:
+                error = "export of container %s failed, %s was not changed: %s" % (self.name, self.path, exc)
+                self.changed = len(self.actions) > 1  # the container was stopped (and is started again below)
+        if state in ("RUNNING", "FROZEN"):
+            # Started again also when the export failed; a failing start reports both.
+            self.act("start", lambda: self.lxc.start(self.name), also=error)
+            if state == "FROZEN":
+                self.act("freeze", lambda: self.lxc.freeze(self.name), also=error)
+        if error:
+            self.fail(error)
         archive = self.archive_result(manifest) if not self.module.check_mode else {
             "path": self.path, "manifest": manifest, "size": None, "sha256": None}
         self.exit(archive=archive)
