@@ -431,6 +431,165 @@ def compile_autostart(autostart: dict) -> list:
     return edits
 
 
+# --------------------------------------------------------------------------------------------
+# hooks (lxc.hook.<event>): the values a task names are owned; other hook lines stay.
+# --------------------------------------------------------------------------------------------
+
+#: LXC 5.0's hook events (lxc.container.conf(5), "CONTAINER HOOKS").
+HOOK_EVENTS = ("pre-start", "pre-mount", "mount", "autodev", "start-host", "start", "stop", "post-stop", "clone",
+               "destroy")
+#: A hook's ``content`` is installed as <container folder>/hook-<name>, directly in the container's
+#: folder: lxc-copy and lxc-snapshot copy hook scripts of the container's folder by their base name
+#: into the new folder and rewrite the old folder's path in the config, so only a file directly in
+#: the folder survives a copy (LXC 5.0.2: a script in a subfolder is copied flat while the config
+#: keeps the subfolder, and the copy fails to start).
+HOOK_PREFIX = "hook-"
+_HOOK_NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"
+# LXC runs a hook through /bin/sh -c "exec VALUE ARGS": a value must be one word the shell leaves alone.
+_HOOK_PATH_RE = r"^/[A-Za-z0-9_.,:@%+=/-]*$"
+
+
+class HookSpec:
+    """One validated entry of ``hooks``."""
+
+    def __init__(self, index, event, name, content, path, present):
+        self.index = index
+        self.event = event
+        self.name = name
+        self.content = content
+        self.path = path
+        self.present = present
+
+    @property
+    def installed(self) -> bool:
+        """The hook is a file this module installs (content, or an absent hook named by name)."""
+        return self.path is None
+
+    @property
+    def key(self):
+        return "lxc.hook." + self.event if self.event else None
+
+    def value(self, container_dir: str) -> str:
+        """The value in lxc.hook.<event>: the given path, or the installed file."""
+        if self.path is not None:
+            return self.path
+        return hook_file_path(container_dir, self.name)
+
+
+def hook_file_path(container_dir: str, name: str) -> str:
+    return os.path.join(container_dir, HOOK_PREFIX + name)
+
+
+def check_hook_dir(container_dir: str) -> None:
+    """The installed hooks' paths must be shell-safe words (LXC runs hooks through /bin/sh)."""
+    if not re.match(_HOOK_PATH_RE, container_dir):
+        raise OptionError("hooks: the container's folder %s holds characters that LXC's hook runner (/bin/sh -c) would "
+                          "split or expand; hooks with content cannot be installed there" % container_dir)
+
+
+def validate_hooks(hooks: list) -> list:
+    """``hooks`` as HookSpec objects, or OptionError naming the entry. Pure: existence of ``path`` on the
+    host is checked by the manager."""
+    specs = []
+    names = {}
+    paths = {}
+    for index, hook in enumerate(hooks):
+        where = "hooks[%d]" % index
+        hook = dict((k, v) for k, v in (hook or {}).items() if v is not None)
+        state = hook.get("state", "present")
+        if state not in ("present", "absent"):
+            raise OptionError("%s.state: %r is not present or absent" % (where, state))
+        present = state == "present"
+        event = hook.get("event")
+        if event is not None and event not in HOOK_EVENTS:
+            raise OptionError("%s.event: %r is not one of %s" % (where, event, ", ".join(HOOK_EVENTS)))
+        content = hook.get("content")
+        path = hook.get("path")
+        name = hook.get("name")
+        if present and event is None:
+            raise OptionError("%s.event is required (one of %s)" % (where, ", ".join(HOOK_EVENTS)))
+        if content is not None and path is not None:
+            raise OptionError("%s: content and path are mutually exclusive (content installs a script, path wires an "
+                              "existing program)" % where)
+        if present and content is None and path is None:
+            raise OptionError("%s: give content (a script to install) or path (an existing program)" % where)
+        if not present and path is None and name is None:
+            raise OptionError("%s: an absent hook needs name (an installed hook) or path" % where)
+        if name is not None:
+            name = str(name)
+            if not re.match(_HOOK_NAME_RE, name):
+                raise OptionError("%s.name: %r is not a file name (letters, digits, '_', '.', '+', '-'; no '/'; not "
+                                  "starting with '.' or '-')" % (where, name))
+            if name in names:
+                raise OptionError("%s.name: %s is also the name of hooks[%d]; names are unique in a task"
+                                  % (where, name, names[name]))
+            names[name] = index
+        if path is not None:
+            path = str(path)
+            if not path.startswith("/"):
+                raise OptionError("%s.path: %r is not an absolute path" % (where, path))
+            if not re.match(_HOOK_PATH_RE, path) or "/../" in path + "/":
+                raise OptionError("%s.path: %r must be one absolute path without blanks, '..' or shell characters "
+                                  "(LXC runs hooks through /bin/sh -c)" % (where, path))
+            seen = paths.get((event, path))
+            if seen is not None:
+                raise OptionError("%s.path: %s is also given for event %s by hooks[%d]" % (where, path, event, seen))
+            paths[(event, path)] = index
+        if content is not None:
+            if present and name is None:
+                raise OptionError("%s.name is required with content: it names the installed file" % where)
+            if present and event == "start":
+                raise OptionError("%s: a start hook runs inside the container, after its root is set up, so a script "
+                                  "installed on the host cannot run there; give path (a program inside the container)"
+                                  % where)
+            content = str(content)
+            if present and not content.startswith("#!"):
+                raise OptionError("%s.content must start with an interpreter line such as #!/bin/sh (LXC executes "
+                                  "the file)" % where)
+            if "\x00" in content:
+                raise OptionError("%s.content must not contain NUL bytes" % where)
+        specs.append(HookSpec(index, event, name, content if path is None else None, path, present))
+    return specs
+
+
+class HookEntries(Edit):
+    """lxc.hook.<event>: each value a hook names is present or absent; other hook lines stay. An
+    installed hook's file is referenced from its event only (a stale reference from another event,
+    left by a change of ``event``, is removed). ``container_dir`` is bound by the manager once the
+    lxc path is known."""
+
+    def __init__(self, option, specs):
+        keys = set(s.key for s in specs if s.key)
+        keys.add("lxc.hook")  # clearing every hook at once (lxc.hook =) touches them all
+        super().__init__(option, keys=keys)
+        self.specs = specs
+        self.container_dir = None
+
+    def apply(self, cfg):
+        if self.container_dir is None:
+            raise OptionError("hooks: the container's folder is not known")  # a bug of the caller
+        hook_keys = [k for k in cfg.keys() if k.startswith("lxc.hook.") and k != "lxc.hook.version"]
+        for spec in self.specs:
+            value = spec.value(self.container_dir)
+            if spec.installed:
+                # The installed file belongs to this task: referenced from its own event only.
+                for key in hook_keys:
+                    if key != spec.key or not spec.present:
+                        if value in cfg.get(key):
+                            cfg.remove_value(key, value)
+            elif not spec.present:
+                keys = [spec.key] if spec.key else hook_keys
+                for key in keys:
+                    if value in cfg.get(key):
+                        cfg.remove_value(key, value)
+            if spec.present:
+                cfg.add_value(spec.key, value)
+
+
+def compile_hooks(hooks: list) -> Edit:
+    return HookEntries("hooks", validate_hooks(hooks))
+
+
 def compile_capabilities(caps: dict) -> list:
     edits = []
     drop = caps.get("drop")
@@ -499,6 +658,8 @@ def compile_all(params: dict, layout: CgroupLayout) -> list:
         helper_edits.append(SetKey("nesting", "lxc.apparmor.allow_nesting", "1" if nesting else "0"))
     if params.get("capabilities") is not None:
         helper_edits.extend(compile_capabilities(params["capabilities"]))
+    if params.get("hooks") is not None:
+        helper_edits.append(compile_hooks(params["hooks"]))
     for raw in raw_edits:
         for key in raw.keys:
             for helper in helper_edits:

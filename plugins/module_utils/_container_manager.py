@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
 
@@ -15,11 +16,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import ConfigError, LxcConfig
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._files import write_atomic
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
+    HOOK_EVENTS,
     CgroupLayout,
+    HookEntries,
     OptionError,
     RemoveKey,
     SetKey,
+    check_hook_dir,
     compile_all,
+    hook_file_path,
     plan_config,
 )
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import validate_key
@@ -104,6 +109,17 @@ ARGUMENT_SPEC = dict(
     idmap=dict(type="list", elements="str"),
     apparmor_profile=dict(type="str"),
     nesting=dict(type="bool"),
+    hooks=dict(
+        type="list",
+        elements="dict",
+        options=dict(
+            event=dict(type="str", choices=list(HOOK_EVENTS)),
+            name=dict(type="str"),
+            content=dict(type="str"),
+            path=dict(type="str"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+    ),
     capabilities=dict(
         type="dict",
         options=dict(drop=dict(type="list", elements="str"), keep=dict(type="list", elements="str")),
@@ -140,6 +156,9 @@ class ContainerManager:
         self.image = None  # the cached image a new container came from
         self.base_result = None  # {name, created} when the container was cloned from a base container
         self.clone_warnings = []
+        self.hook_edit = None  # hooks: the HookEntries edit of the task, if any
+        self.hook_plan = []  # hooks: [(label, path, content or None for removal, text before)]
+        self.hook_results = None  # hooks: what the result says about each hook of the task
 
     # -- input --------------------------------------------------------------------------------
 
@@ -266,6 +285,7 @@ class ContainerManager:
     def run(self):
         self.validate()
         self.lxc = LxcRunner(self.module, self.params["lxc_path"])
+        self.bind_hooks()
         self.prepare_user_environment()
         exists = self.lxc.exists(self.name)
         # One lxc-info call: when nothing changes, the result describes the container too.
@@ -310,10 +330,12 @@ class ContainerManager:
             self.preflight_backing_store()
             self.plan_creation_idmap()
             self.preflight_unprivileged(self.creation_idmap, starting=self.state != "present")
+            self.plan_hook_files()
             if self.params["base"] is not None:
                 self.create_from_base()
             else:
                 self.create_and_configure()
+            self.install_hooks()
             current = "STOPPED"
         else:
             before = self.read_config()
@@ -324,10 +346,13 @@ class ContainerManager:
             starts = starts or self.state == "restarted"
             self.preflight_unprivileged(current_map, starting=starts)
             self.check_running_ephemeral(current, before)
+            self.plan_hook_files()
             current = self.configure(current, before)
+            self.remove_hooks()
 
         self.reach_state(current)
         self.wait_for_addresses()
+        self.merge_hook_diff()
         self.exit(self.describe())
 
     # -- creation and configuration --------------------------------------------------------------
@@ -566,6 +591,7 @@ class ContainerManager:
             self.fail("cannot plan the config of %s: %s" % (self.name, exc))
         self.final_text = after
         if after == before:
+            self.install_hooks()  # a hook script's content can change without a config change (no restart)
             return current
         if self.module._diff:
             self.diff = {"before": before, "after": after, "before_header": self.lxc.config_path(self.name),
@@ -579,6 +605,7 @@ class ContainerManager:
                 % (self.name, ", ".join(changed_keys)),
                 diff=self.diff,
             )
+        self.install_hooks()  # hook files are in place before LXC reads a config that names them
         if running and keeps_running and on_change == "restart" and self.state != "restarted":
             frozen = current == "FROZEN"
             if frozen:
@@ -891,6 +918,102 @@ class ContainerManager:
             self.fail("ephemeral: the config of running ephemeral container %s would change (%s); a restart would "
                       "destroy it (set on_change: none to write the config only)" % (self.name, ", ".join(changed_keys)))
 
+    # -- hooks: scripts installed as <container dir>/hook-<name> ----------------------------------
+
+    def bind_hooks(self):
+        """Tell the hooks edit where the container lives, and check the programs that ``path`` names,
+        before anything changes."""
+        self.hook_edit = next((e for e in self.edits if isinstance(e, HookEntries)), None)
+        if self.hook_edit is None:
+            return
+        container_dir = self.lxc.container_dir(self.name)
+        if any(s.installed and s.present for s in self.hook_edit.specs):
+            try:
+                check_hook_dir(container_dir)
+            except OptionError as exc:
+                self.fail(str(exc))
+        self.hook_edit.container_dir = container_dir
+        for spec in self.hook_edit.specs:
+            if self.state == "absent" or not spec.present or spec.installed or spec.event == "start":  # a start hook's path is inside the container
+                continue
+            where = "hooks[%d].path" % spec.index
+            if not os.path.isfile(spec.path):
+                self.fail("%s: %s is not a file on the LXC host" % (where, spec.path))
+            if not os.access(spec.path, os.X_OK):
+                self.fail("%s: %s is not executable" % (where, spec.path))
+
+    def plan_hook_files(self):
+        """Which installed hook files must be written or removed (content, mode 0750, owner)."""
+        if self.hook_edit is None:
+            return
+        self.hook_results = []
+        container_dir = self.lxc.container_dir(self.name)
+        try:
+            gid = os.stat(container_dir).st_gid
+        except OSError:
+            gid = None
+        for spec in self.hook_edit.specs:
+            entry = {"event": spec.event, "name": spec.name, "path": spec.value(container_dir),
+                     "state": "present" if spec.present else "absent", "installed": spec.installed,
+                     "file_changed": False}
+            self.hook_results.append(entry)
+            if not spec.installed:
+                continue
+            path = hook_file_path(container_dir, spec.name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                st = None
+            current = None
+            if st is not None and stat.S_ISREG(st.st_mode):
+                try:
+                    with open(path, "rb") as handle:
+                        current = handle.read()
+                except OSError:
+                    current = None
+            before = current.decode("utf-8", errors="replace") if current is not None else ""
+            if spec.present:
+                same = (current == spec.content.encode("utf-8") and stat.S_IMODE(st.st_mode) == HOOK_MODE
+                        and st.st_uid == os.geteuid() and (gid is None or st.st_gid == gid))
+                if not same:
+                    self.hook_plan.append(("install hook %s" % spec.name, path, spec.content, before))
+                    entry["file_changed"] = True
+            elif st is not None:
+                self.hook_plan.append(("remove hook %s" % spec.name, path, None, before))
+                entry["file_changed"] = True
+
+    def install_hooks(self):
+        for label, path, content, _before in self.hook_plan:
+            if content is not None:
+                self.act(label, lambda path=path, content=content: self.install_hook_file(path, content))
+
+    def remove_hooks(self):
+        """After the config no longer names them (and after a restart ran the old config's hooks)."""
+        for label, path, content, _before in self.hook_plan:
+            if content is None:
+                self.act(label, lambda path=path: self.remove_hook_file(path))
+
+    def install_hook_file(self, path, content):
+        """Atomically, mode 0750, owned by the user running LXC; group that of the container's folder, so
+        that an unprivileged container's mapped root can run its mount-namespace hooks."""
+        gid = os.stat(self.lxc.container_dir(self.name)).st_gid
+        write_atomic(self.module, path, content, mode=HOOK_MODE)
+        _own(path, gid)  # atomic_move keeps the owner and mode of a file it replaces
+        os.chmod(path, HOOK_MODE)
+
+    def remove_hook_file(self, path):
+        os.unlink(path)
+
+    def merge_hook_diff(self):
+        """With hooks, the diff is a list: the config file (when it changes), then each hook file that changes."""
+        if self.hook_edit is None or not self.module._diff:
+            return
+        diffs = [self.diff] if self.diff else []
+        for label, path, content, before in self.hook_plan:
+            diffs.append({"before": before, "after": content if content is not None else "",
+                          "before_header": path, "after_header": path if content is not None else "(absent)"})
+        self.diff = diffs
+
     # -- state ----------------------------------------------------------------------------------
 
     def stop(self):
@@ -1025,6 +1148,8 @@ class ContainerManager:
             result["base"] = self.base_result
         for text in self.clone_warnings:
             self.module.warn(text)
+        if self.hook_results is not None:
+            result["hooks"] = self.hook_results
         if self.module._diff:
             result["diff"] = self.diff
         self.module.exit_json(**result)
@@ -1055,6 +1180,17 @@ def plan_default_idmap(lxc: LxcRunner, who, path=None, text=None) -> list:
             raise _unpriv.IdmapError("; ".join(problems))
         return [e.line() for e in entries]
     return _unpriv.derive_idmap(who)
+
+
+HOOK_MODE = 0o750
+
+
+def _own(path: str, gid: int) -> None:
+    """Owner: the user running LXC; group: ``gid`` when this user may set it."""
+    try:
+        os.chown(path, os.geteuid(), gid)
+    except PermissionError:
+        pass
 
 
 def make_traversable_dirs(path: str) -> None:

@@ -33,6 +33,8 @@ attributes:
     support: full
     details:
       - The diff is the container's config file before and after.
+      - With O(hooks), the diff is a list of such entries, the config file (when it changes) first, then each
+        installed hook file that is written or removed.
   idempotent:
     support: full
 options:
@@ -336,7 +338,9 @@ options:
         description: Seconds to wait after starting this container (C(lxc.start.delay)).
         type: int
       order:
-        description: Start order, higher first (C(lxc.start.order)).
+        description:
+          - Start order (C(lxc.start.order)). C(lxc-autostart) starts lower values first and stops higher values
+            first; see M(lxcfleet.lxc.autostart).
         type: int
       groups:
         description: Autostart groups (C(lxc.group)), the whole set.
@@ -395,6 +399,57 @@ options:
         description: C(lxc.cap.keep); every capability not listed is dropped. Mutually exclusive with O(capabilities.drop).
         type: list
         elements: str
+  hooks:
+    description:
+      - LXC hooks (C(lxc.hook.<event>)), programs LXC runs at points of the container's life; see
+        C(lxc.container.conf(5)), section CONTAINER HOOKS, for when each event runs and what it gets (with the
+        default C(lxc.hook.version = 0), the arguments are the container's name, V(lxc) and the event, and
+        C(LXC_NAME), C(LXC_ROOTFS_MOUNT), C(LXC_CONFIG_FILE) ... are set).
+      - Each hook is either a script that the module installs (O(hooks[].content), with O(hooks[].name)) as
+        C(<lxc_path>/<name>/hook-<hook name>), directly in the container's folder (so C(lxc-copy) and
+        C(lxc-snapshot) copy it along), mode V(0750), owned by the user running LXC and by the group of the
+        container's folder (so an unprivileged container's root can run the mount-namespace hooks), written
+        atomically; or an existing program on the LXC host (O(hooks[].path)), wired as it is.
+      - Ownership rule. A hook owns exactly its value in C(lxc.hook.<event>) (a multi-valued key); other values of
+        that key, for example hooks that LXC's own config includes or a template wrote, stay. An installed
+        script is referenced from its own event only. A key given both here and in O(config) or
+        O(config_remove) is an error.
+      - A changed script content is written without a restart (LXC reads the script when it runs it); a new or
+        removed hook changes the config, handled as O(on_change) says.
+    type: list
+    elements: dict
+    suboptions:
+      event:
+        description:
+          - When LXC runs the hook. Required unless O(hooks[].state=absent).
+          - V(start) runs inside the container, so it takes a O(hooks[].path) inside the container, not
+            O(hooks[].content).
+        type: str
+        choices: [pre-start, pre-mount, mount, autodev, start-host, start, stop, post-stop, clone, destroy]
+      name:
+        description:
+          - File name of an installed script (letters, digits, V(_), V(.), V(+), V(-); no V(/)), unique in the task.
+            Required with O(hooks[].content).
+          - With O(hooks[].state=absent) and no O(hooks[].path), the installed script of that name is removed with
+            its value in every C(lxc.hook.*) key.
+        type: str
+      content:
+        description:
+          - The script, starting with an interpreter line such as C(#!/bin/sh). Mutually exclusive with
+            O(hooks[].path).
+        type: str
+      path:
+        description:
+          - An absolute path of an existing executable on the LXC host (inside the container for V(start)),
+            without blanks or shell characters (LXC runs hooks through C(/bin/sh -c)). Mutually exclusive with
+            O(hooks[].content).
+        type: str
+      state:
+        description:
+          - V(absent) removes the hook's value (and an installed script's file).
+        type: str
+        choices: [present, absent]
+        default: present
   on_change:
     description:
       - What to do when the config of a running container changes.
@@ -675,6 +730,26 @@ EXAMPLES = r"""
     backing_store_options:
       zfsroot: tank/lxc
 
+- name: A pre-start hook script installed with the container, and an existing program run after it stops
+  lxcfleet.lxc.container:
+    name: web1
+    hooks:
+      - event: pre-start
+        name: prepare-share
+        content: |
+          #!/bin/sh
+          # $1 is the container's name; LXC_ROOTFS_PATH and friends are set
+          mkdir -p "/srv/share/$1"
+      - event: post-stop
+        path: /usr/local/sbin/notify-stopped
+
+- name: Remove an installed hook script (its file and its lxc.hook value)
+  lxcfleet.lxc.container:
+    name: web1
+    hooks:
+      - name: prepare-share
+        state: absent
+
 - name: Remove a container
   lxcfleet.lxc.container:
     name: web1
@@ -739,6 +814,36 @@ actions:
   type: list
   elements: str
   sample: [create, write config, start]
+hooks:
+  description: The hooks of the task, in the order given, with the value each has in C(lxc.hook.<event>).
+  returned: when O(hooks) is given and the container is not absent
+  type: list
+  elements: dict
+  contains:
+    event:
+      description: The event.
+      type: str
+      sample: pre-start
+    name:
+      description: The name of an installed script, else null.
+      type: str
+      sample: mark
+    path:
+      description: The value in C(lxc.hook.<event>) (the installed file for a script).
+      type: str
+      sample: /var/lib/lxc/web1/hook-mark
+    state:
+      description: V(present) or V(absent).
+      type: str
+      sample: present
+    installed:
+      description: Whether the module installs the file (O(hooks[].content)), rather than wiring O(hooks[].path).
+      type: bool
+      sample: true
+    file_changed:
+      description: Whether the installed file was (in check mode, would be) written or removed.
+      type: bool
+      sample: false
 restart_required:
   description: True when the config of a running container changed and O(on_change=none) left it running.
   returned: when true
