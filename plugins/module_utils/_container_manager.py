@@ -676,11 +676,15 @@ class ContainerManager:
         self.preflight_unprivileged(source_map, starting=self.state != "present")
         state = runner.state(source)
         snapshot = bool(p["clone_snapshot"] or p["ephemeral"])
+        try:
+            bdev_args = _bdev.copy_args(self.explicit_backing_store(), self.bdev_options)
+        except _bdev.BdevError as exc:
+            self.fail(str(exc))
         self.clone_and_configure(runner, source, text, state, snapshot, option="clone_from",
-                                 stop_source=p["clone_stop_source"], backing_store=self.explicit_backing_store())
+                                 stop_source=p["clone_stop_source"], bdev_args=bdev_args)
 
     def clone_and_configure(self, runner, source, source_text, source_state, snapshot, option, stop_source=False,
-                            backing_store=None):
+                            bdev_args=()):
         """``lxc-copy`` the source, then apply the task's config to the clone (as after a create)."""
         running = source_state in ("RUNNING", "FROZEN")
         allow_running = False
@@ -725,7 +729,7 @@ class ContainerManager:
             try:
                 make_traversable_dirs(self.lxc.lxc_path)
                 self.lxc.copy(source, self.name, source_path=runner.lxc_path, snapshot=snapshot,
-                              allow_running=allow_running, backing_store=backing_store)
+                              allow_running=allow_running, bdev_args=bdev_args)
             finally:
                 if restart_source:
                     runner.start(source)
@@ -867,8 +871,8 @@ class ContainerManager:
                 handle.write(plan_config(self.default_config_text, idmap_edits)[0])
 
         def create():
-            self.lxc.create(base, template, options, backing_store=self.explicit_backing_store(),
-                            config_file=config_file)
+            self.lxc.create(base, template, options, config_file=config_file,
+                            bdev_options=_bdev.create_args(self.explicit_backing_store(), self.bdev_options))
             before = self.read_config_of(self.lxc, base)
             after = plan_config(before, idmap_edits)[0]
             if after != before:

@@ -234,7 +234,7 @@ class LxcRunner:
         return other
 
     def copy(self, source: str, new_name: str, source_path=None, snapshot: bool = False, allow_running: bool = False,
-             backing_store=None, ephemeral: bool = False):
+             backing_store=None, ephemeral: bool = False, bdev_args=()):
         """``lxc-copy -n SOURCE -P SOURCE_PATH -N NEW -p THIS_PATH [-s] [-a] [-B STORE] [-e]``.
 
         LXC gives the copy its own name (``lxc.uts.name``, ``/etc/hostname`` when the rootfs has one)
@@ -247,6 +247,7 @@ class LxcRunner:
             args.append("-a")
         if backing_store:
             args += ["-B", backing_store]
+        args += list(bdev_args)
         if ephemeral:
             args.append("-e")
         return self.for_path(source_path).run(
