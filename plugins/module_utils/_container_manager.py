@@ -250,11 +250,11 @@ class ContainerManager:
             self.bdev_options = _bdev.validate(self.params["backing_store"], self.params["backing_store_options"])
         except _bdev.BdevError as exc:
             self.fail(str(exc))
-        for source in ("clone_from", "base"):
-            if self.bdev_options and self.params.get(source) is not None:
-                # lxc-copy (clone_from) takes only -B; the base is created without them (docs/clones.md).
-                self.fail("backing_store_options (%s) are not used with %s: only backing_store applies to a clone or "
-                          "a base" % (", ".join(sorted(self.bdev_options)), source))
+        if self.params.get("clone_from") is not None:
+            try:  # lxc-copy takes only -B and -L (fssize): the others fail here, before any change
+                _bdev.copy_args(self.params["backing_store"], self.bdev_options)
+            except _bdev.BdevError as exc:
+                self.fail(str(exc))
 
     def bdev_probe(self):
         return _bdev.HostProbe(run=lambda argv: self.module.run_command(argv, environ_update={"LC_ALL": "C"}))
