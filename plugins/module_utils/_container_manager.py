@@ -323,7 +323,9 @@ class ContainerManager:
             self.exit(None)  # an ephemeral container that is stopped is gone already
 
         if not exists and self.params["clone_from"] is not None:
+            self.plan_hook_files()
             self.clone_from_source()
+            self.install_hooks()
             current = "STOPPED"
         elif not exists:
             if all(self.params[o] is None for o in ("template", "image", "rootfs_archive")):
