@@ -16,8 +16,6 @@ import stat
 import struct
 from typing import NamedTuple
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._subid import read_ranges
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._usernet import read_allowance
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
@@ -116,6 +114,8 @@ def _pick(ranges):
 
 def derive_idmap(who: Identity, subuid: str = SUBUID, subgid: str = SUBGID) -> list:
     """The ``lxc.idmap`` values for ``who`` from its subordinate ranges, or IdmapError."""
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._subid import read_ranges  # only when a map is made
+
     uids = read_ranges(subuid, who.name, who.uid)
     gids = read_ranges(subgid, who.name, who.uid)
     missing = [what for what, ranges, path in (("uid", uids, subuid), ("gid", gids, subgid)) if not ranges]
@@ -144,6 +144,8 @@ def idmap_problems(entries, who: Identity, option: str = "idmap", subuid: str = 
     """
     if who.is_root and not (_which("newuidmap") and _which("newgidmap")):
         return []
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._subid import read_ranges  # only when a map is checked
+
     problems = []
     for kind, what, path, own in (("u", "uid", subuid, who.uid), ("g", "gid", subgid, who.gid)):
         ranges = read_ranges(path, who.name, who.uid)
@@ -273,6 +275,8 @@ def usernet_problems(who: Identity, nics, path: str = USERNET) -> list:
     """Bridges of the container's veth interfaces for which ``who`` has no lxc-usernet allowance."""
     if who.is_root:
         return []
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._usernet import read_allowance  # a user's start only
+
     problems = []
     for nic in nics:
         if nic.get("type") != "veth" or not nic.get("link"):
