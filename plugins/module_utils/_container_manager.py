@@ -28,7 +28,8 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._container import (
     plan_config,
 )
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._keys import validate_key
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _image, _unpack, _unpriv
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpriv
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._image_options import IMAGE_OPTIONS
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _clone
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bdev
@@ -67,7 +68,7 @@ ARGUMENT_SPEC = dict(
     template_options=dict(type="list", elements="str", default=[]),
     rootfs_archive=dict(type="path"),
     rootfs_metadata=dict(type="path"),
-    image=dict(type="dict", options=_image.IMAGE_OPTIONS),
+    image=dict(type="dict", options=IMAGE_OPTIONS),
     # backing stores (_bdev): None is LXC's default (dir); a clone keeps its source's store
     backing_store=dict(type="str", choices=list(_bdev.STORES)),
     backing_store_options=dict(type="dict", options=_bdev.OPTIONS_SPEC),
@@ -503,6 +504,8 @@ class ContainerManager:
         """(template, options) for lxc-create. An image or a rootfs archive is checked member by member
         (and its metadata's templates entries) before anything is unpacked; LXC's local template then
         unpacks it with a metadata tarball made here from the checked files."""
+        from ansible_collections.lxcfleet.lxc.plugins.module_utils import _image, _unpack  # creation only, not on a no-op
+
         p = self.params
         if p["template"] is not None:
             return p["template"], list(p["template_options"])
@@ -765,6 +768,8 @@ class ContainerManager:
 
     def base_name(self):
         """The base container's name: ``base.name``, or one derived from the creation source."""
+        from ansible_collections.lxcfleet.lxc.plugins.module_utils import _image, _unpack  # creation only, not on a no-op
+
         p = self.params
         if p["base"].get("name"):
             return p["base"]["name"]

@@ -34,8 +34,8 @@ import urllib.parse
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._locks import LockTimeout, fcntl_lock
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpack
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._image_options import DEFAULT_SERVER, IMAGE_OPTIONS  # re-exported
 
-DEFAULT_SERVER = "https://images.linuxcontainers.org"
 COMPAT_LEVEL = 7
 USER_AGENT = "lxcfleet.lxc compat:%d" % COMPAT_LEVEL
 INFO_FILE = ".lxcfleet-image.json"
@@ -74,23 +74,6 @@ _ARCH_MAP = {
     "mips64": "mips64el", "mips": "mipsel",
 }
 
-IMAGE_OPTIONS = dict(
-    dist=dict(type="str"),
-    release=dict(type="str"),
-    arch=dict(type="str"),
-    variant=dict(type="str", default="default"),
-    server=dict(type="str", default=DEFAULT_SERVER),
-    keyring=dict(type="path"),
-    fingerprint=dict(type="str"),
-    allow_http=dict(type="bool", default=False),
-    ca_path=dict(type="path"),
-    validate_certs=dict(type="bool", default=True),
-    timeout=dict(type="int", default=30),
-    retries=dict(type="int", default=3),
-    cache_dir=dict(type="path"),
-    refresh=dict(type="str", choices=["never", "expired"], default="expired"),
-    use_expired_offline=dict(type="bool", default=False),
-)
 
 
 class ImageError(Exception):
