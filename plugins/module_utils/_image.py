@@ -75,7 +75,6 @@ _ARCH_MAP = {
 }
 
 
-
 class ImageError(Exception):
     """Bad input, a missing image, a failed verification or download; the message names the option or cause."""
 
