@@ -324,6 +324,8 @@ class ContainerManager:
             self.exit(None)  # an ephemeral container that is stopped is gone already
 
         if not exists and self.params["clone_from"] is not None:
+            if self.params["backing_store"] is not None:
+                self.preflight_backing_store()  # LXC leaves a folder behind when -B fails
             self.plan_hook_files()
             self.clone_from_source()
             self.install_hooks()
