@@ -191,6 +191,10 @@ failed_containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+
+_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._autostart import ARGUMENT_SPEC, Autostart
 
 

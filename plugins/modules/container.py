@@ -894,6 +894,10 @@ state_after_failure:
   sample: STOPPED
 """
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+
+_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import main
 
 

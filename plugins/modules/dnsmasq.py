@@ -233,6 +233,10 @@ stopped:
   type: bool
 """
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+
+_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._dnsmasq import main
 
 

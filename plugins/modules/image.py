@@ -329,6 +329,10 @@ index:
   sample: https://images.linuxcontainers.org/meta/1.0/index-user.7
 """
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+
+_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._image import main
 
 

@@ -188,6 +188,10 @@ actions:
   sample: [replace table, set ip_forward=1]
 """
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+
+_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._nft import main
 
 

@@ -222,6 +222,10 @@ actions:
   sample: ["stop container web1", "create snapshot before-upgrade of container web1", "start container web1"]
 """
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+
+_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._snapshot import main
 
 
