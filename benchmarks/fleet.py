@@ -10,12 +10,16 @@ cached image, by the clone path and by unpacking each, in one run:
 * ``community``       -- ``community.general.lxc_container`` with ``template: local`` (``--fstree``/``--metadata``),
 * ``community_clone`` -- the same module's clone path (base created stopped, ``clone_name`` +
   ``clone_snapshot`` + ``backing_store: overlayfs``, then ``state: started`` per clone),
-* ``ping``            -- Ansible's floor, ``ansible.builtin.ping`` in the same loop of N, run twice per repeat
-  (around ``ours_noop`` when ours_clone runs),
+* ``ping``            -- Ansible's floor, ``ansible.builtin.ping`` in the same loop of N,
 * ``ours_noop``       -- the ours_clone playbook run again over the existing N: it must change nothing.
 
-Ratios: ours_unpack / ours_clone >= 5 and ours_noop / ping <= 1.15 (PASS/FAIL); for information
-ours_clone / (raw_clone + ping), ours_unpack / (raw_unpack + ping), community / ours_unpack and
+The no-op and its ping floor are measured in both pipelining modes, Ansible's default (off) and on, each
+``--noop-runs`` times (default 3), ping and no-op alternating; the floor of a mode is the median of its
+pings, the no-op the median of its runs. The creation methods run with pipelining on
+(``benchmarks/ansible.cfg``); their ``ping`` is the floor with pipelining on.
+
+Ratios: ours_unpack / ours_clone >= 5 and, per pipelining mode, ours_noop / ping <= 1.15 (PASS/FAIL); for
+information ours_clone / (raw_clone + ping), ours_unpack / (raw_unpack + ping), community / ours_unpack and
 community_clone / ours_clone.
 
 Run as root with the project venv::
@@ -64,6 +68,7 @@ RECAP = re.compile(r'^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d
 INOTIFY_PER_CONTAINER = 10
 LIMIT_CLONE_SPEEDUP = 5.0
 LIMIT_NOOP_VS_PING = 1.15
+NOOP_KEYS = ('ping_off', 'ours_noop_off', 'ping_on', 'ours_noop_on')
 
 
 def loadavg():
@@ -186,11 +191,14 @@ class Fleet:
 
     # ------------------------------------------------------------------ runs
 
-    def playbook(self, book, extra, timeout=None):
+    def playbook(self, book, extra, timeout=None, pipelining=None):
         argv = [os.path.join(VENV, 'bin', 'ansible-playbook'), '-i', os.path.join(HERE, 'inventory.ini'),
                 os.path.join(PLAYBOOKS, book), '-e', json.dumps(extra)]
+        env = self.env
+        if pipelining is not None:
+            env = dict(env, ANSIBLE_PIPELINING=str(bool(pipelining)))
         start = time.monotonic()
-        rc, out = run(argv, check=False, timeout=timeout or 600 + 60 * self.n, env=self.env, cwd=HERE)
+        rc, out = run(argv, check=False, timeout=timeout or 600 + 60 * self.n, env=env, cwd=HERE)
         elapsed = time.monotonic() - start
         if rc != 0:
             raise BenchError('%s: ansible-playbook exit %d\n%s' % (book, rc, tail(out)))
@@ -294,14 +302,34 @@ class Fleet:
                  '--wait'], check=False, timeout=300)
         return time.monotonic() - start
 
-    def ping(self):
-        return self.playbook('ping.yml', {'lfb_names': self.names('ours_clone')})[0]
+    def ping(self, pipelining=None):
+        return self.playbook('ping.yml', {'lfb_names': self.names('ours_clone')}, pipelining=pipelining)[0]
+
+    def noop(self, method):
+        """The no-op re-run and its ping floor, in both pipelining modes, alternating."""
+        modes = {}
+        for mode, pipelining in (('off', False), ('on', True)):
+            pings, runs, loads = [], [], []
+            for _ in range(self.args.noop_runs):
+                pings.append(self.ping(pipelining))
+                loads.append(loadavg())
+                seconds, changed, items = self.playbook('fleet_ours.yml', self.extra(method), pipelining=pipelining)
+                if changed or items:
+                    raise BenchError('ours_noop (pipelining %s): the re-run reported changed=%d (%d items): '
+                                     'not a no-op' % (mode, changed, items))
+                runs.append(seconds)
+            modes[mode] = {'ping_runs': pings, 'runs': runs, 'loads': loads,
+                           'ping': statistics.median(pings), 'seconds': statistics.median(runs)}
+            log('fleet:   no-op, pipelining %s: %s; ping %s' % (
+                mode, ' '.join('%.2f' % v for v in runs), ' '.join('%.2f' % v for v in pings)))
+        return modes
 
     def repeat(self, methods):
         """One repeat: every method, each verified and destroyed; ping twice (around ours_noop)."""
         result = {'failed': {}}
         if 'ours_clone' not in methods:
             result['ping_runs'] = [self.ping(), self.ping()]
+            result['ping'] = statistics.median(result['ping_runs'])
         for method in methods:
             log('fleet: %s, N=%d (load %s)' % (method, self.n, loadavg()))
             try:
@@ -310,20 +338,16 @@ class Fleet:
                 log('fleet:   %.2fs' % entry['seconds'])
                 if method == 'ours_clone':
                     entry['settle'] = self.settle(method)
-                    ping1 = self.ping()
                     ports = bridge_ports(BRIDGE) - self.n
-                    noop = {'load': loadavg()}
-                    noop['seconds'], changed, items = self.playbook('fleet_ours.yml', self.extra(method))
-                    ping2 = self.ping()
-                    result['ping_runs'] = [ping1, ping2]
+                    modes = self.noop(method)
                     self.verify(method, ports)
-                    noop.update(changed=changed, items_changed=items)
-                    result['ours_noop'] = noop
-                    log('fleet:   no-op %.2fs (changed=%d), ping %.2fs %.2fs'
-                        % (noop['seconds'], changed, ping1, ping2))
-                    if changed or items:
-                        raise BenchError('ours_noop: the re-run reported changed=%d (%d items): not a no-op'
-                                         % (changed, items))
+                    result['noop_modes'] = modes
+                    result['ping_runs'] = modes['on']['ping_runs']
+                    result['ping'] = modes['on']['ping']
+                    for mode in ('off', 'on'):
+                        result['ours_noop_' + mode] = {'seconds': modes[mode]['seconds'],
+                                                       'load': modes[mode]['loads'][0]}
+                        result['ping_' + mode] = modes[mode]['ping']
             except BenchError as exc:
                 if method not in COMMUNITY:
                     raise
@@ -332,7 +356,6 @@ class Fleet:
             finally:
                 if not self.args.keep:
                     self.clean_method(method)
-        result['ping'] = statistics.mean(result['ping_runs'])
         return result
 
 
@@ -344,19 +367,22 @@ def summarize(repeats):
         return statistics.median(values) if values else None
 
     def at(rep, key):
-        if key == 'ping':
-            return rep.get('ping')
+        if key.startswith('ping'):
+            return rep.get(key)
         return rep[key]['seconds'] if key in rep else None
 
     def plus(a, b):
         return None if a is None or b is None else a + b
 
-    keys = ('ping',) + ALL_METHODS + ('ours_noop',)
+    keys = ('ping',) + ALL_METHODS + NOOP_KEYS
     figures = {k: median(at(r, k) for r in repeats) for k in keys}
     specs = [
         ('ours_unpack / ours_clone', lambda r: ratio(at(r, 'ours_unpack'), at(r, 'ours_clone')),
          '>=', LIMIT_CLONE_SPEEDUP),
-        ('ours_noop / ping', lambda r: ratio(at(r, 'ours_noop'), at(r, 'ping')), '<=', LIMIT_NOOP_VS_PING),
+        ('ours_noop / ping, pipelining off', lambda r: ratio(at(r, 'ours_noop_off'), at(r, 'ping_off')), '<=',
+         LIMIT_NOOP_VS_PING),
+        ('ours_noop / ping, pipelining on', lambda r: ratio(at(r, 'ours_noop_on'), at(r, 'ping_on')), '<=',
+         LIMIT_NOOP_VS_PING),
         ('ours_clone / (raw_clone + ping) (info)',
          lambda r: ratio(at(r, 'ours_clone'), plus(at(r, 'raw_clone'), at(r, 'ping'))), None, None),
         ('ours_unpack / (raw_unpack + ping) (info)',
@@ -384,19 +410,23 @@ def print_text(report):
     print()
     print('%-16s %10s %11s  %-22s %s' % ('method', 'seconds', 'per cont.', 'load at start', 'runs'))
     figures = report['summary']['figures']
-    for key in ('ping',) + ALL_METHODS + ('ours_noop',):
-        runs = [r[key]['seconds'] if key != 'ping' else r['ping'] for r in report['repeats'] if key in r]
+    for key in ('ping',) + ALL_METHODS + NOOP_KEYS:
+        runs = [r[key]['seconds'] if not key.startswith('ping') else r[key] for r in report['repeats'] if key in r]
         if figures.get(key) is None:
             failed = [r['failed'][key] for r in report['repeats'] if key in r.get('failed', {})]
             if failed:
                 print('%-16s FAILED: %s' % (key, ' '.join(failed[0].split())[:400]))
             continue
-        loads = [r[key]['load'] for r in report['repeats'] if key in r and key != 'ping']
+        loads = [r[key]['load'] for r in report['repeats'] if key in r and not key.startswith('ping')]
         print('%-16s %9.2fs %10.3fs  %-22s %s' % (key, figures[key], figures[key] / n, loads[0] if loads else '',
                                                   ' '.join('%.2f' % v for v in runs)))
-    pings = [p for r in report['repeats'] for p in r.get('ping_runs', [])]
-    if pings:
-        print('ping runs (floor = mean of the two of a repeat): %s' % ' '.join('%.2f' % p for p in pings))
+    for mode in ('off', 'on'):
+        for r in report['repeats']:
+            m = r.get('noop_modes', {}).get(mode)
+            if m:
+                print('pipelining %-3s: ping runs %s, no-op runs %s (medians %.2f / %.2f)' % (
+                    mode, ' '.join('%.2f' % p for p in m['ping_runs']), ' '.join('%.2f' % p for p in m['runs']),
+                    m['ping'], m['seconds']))
     print()
     print('ratios (each taken within one repeat, median over the repeats):')
     for r in report['summary']['ratios']:
@@ -457,14 +487,16 @@ def parse_args(argv):
     p.add_argument('--root', default=DEFAULT_ROOT,
                    help='folder for the lxc paths, the image cache and the run\'s files (default %s: tmpfs)'
                    % DEFAULT_ROOT)
+    p.add_argument('--noop-runs', type=int, default=3,
+                   help='no-op runs (and ping runs) per pipelining mode, alternating (default 3)')
     p.add_argument('--keep', action='store_true',
                    help='leave the containers and bridge %s in place (remove them with --clean)' % BRIDGE)
     p.add_argument('--clean', action='store_true', help='only remove what a run (or a --keep run) left, then exit')
     p.add_argument('--json', action='store_true', help='print the report as JSON on stdout')
     args = p.parse_args(argv)
     args.methods_given = args.methods != list(ALL_METHODS)
-    if args.n < 1 or args.n > 99 or args.repeat < 1:
-        p.error('--n must be 1 to 99, --repeat at least 1')
+    if args.n < 1 or args.n > 99 or args.repeat < 1 or args.noop_runs < 1:
+        p.error('--n must be 1 to 99, --repeat and --noop-runs at least 1')
     args.root = os.path.abspath(args.root)
     return args
 
