@@ -32,7 +32,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpack, _unpriv
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bdev, _unpack, _unpriv
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import ConfigLine, LxcConfig
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import (
     describe_container,
@@ -68,9 +68,10 @@ def rootfs_of(config: LxcConfig, container_dir: str):
     """(backing store, rootfs folder) of a container's config; the folder is None when the rootfs is not
     a plain folder on the host (loop, lvm, zfs, overlay: a mount would be needed)."""
     value = config.get_one("lxc.rootfs.path") or os.path.join(container_dir, "rootfs")
-    kind, sep, rest = value.partition(":")
+    kind = _bdev.store_of(value)
+    _prefix, sep, rest = value.partition(":")
     if not sep:
-        kind, rest = "dir", value
+        rest = value
     if kind in ("dir", "btrfs") and rest.startswith("/"):
         return kind, rest
     return kind, None

@@ -165,11 +165,14 @@ def copy_args(store, options) -> list:
 
 
 def store_of(rootfs_path, probe=None):
-    """The backing store of a container from its ``lxc.rootfs.path``: the prefix LXC writes
-    (``dir:``, ``btrfs:``, ``loop:``, ``lvm:``, ``zfs:``, ``overlay:``), or for a plain path what it
-    is (a block device: ``lvm``; a regular file: ``loop``; a btrfs subvolume: ``btrfs``; else
-    ``dir``). None when the config has no rootfs (the host's /). ``probe`` answers questions about
-    the plain path (default: this host's filesystem)."""
+    """The backing store of a container from its ``lxc.rootfs.path``, in the words of the
+    ``backing_store`` option: the prefix LXC writes (``dir:``, ``btrfs:``, ``loop:``, ``lvm:``,
+    ``zfs:``, ``overlay:`` is ``overlayfs``), or for a plain path what LXC 4.0 and later detect: their
+    storage drivers are probed dir first, so a folder is ``dir`` (also a btrfs subvolume: LXC writes
+    ``btrfs:`` for the containers it puts on btrfs), a block device ``lvm``, a regular file ``loop``.
+    None when the config has no rootfs (the host's /). ``probe`` answers questions about the plain
+    path (default: this host's filesystem). The container, snapshot, clone and archive code all use
+    this one answer."""
     if isinstance(rootfs_path, list):
         rootfs_path = rootfs_path[-1] if rootfs_path else None
     if not rootfs_path:
@@ -183,8 +186,6 @@ def store_of(rootfs_path, probe=None):
         return "lvm"
     if probe.is_file(value):
         return "loop"
-    if probe.fstype(value) == "btrfs" and probe.inode(value) == BTRFS_SUBVOLUME_INO:
-        return "btrfs"
     return "dir"
 
 

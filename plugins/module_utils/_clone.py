@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bdev
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import validate_name
 
 #: Options of the container module that this file owns (merged into its argument spec).
@@ -93,16 +94,9 @@ def check_options(params: dict) -> list:
 
 
 def rootfs_store(rootfs_path) -> str:
-    """The backing store of a container from its ``lxc.rootfs.path`` (``dir`` when it has no prefix)."""
-    if isinstance(rootfs_path, list):
-        rootfs_path = rootfs_path[-1] if rootfs_path else None
-    if not rootfs_path:
-        return "dir"
-    match = re.match(r"^([a-z0-9]+):", rootfs_path)
-    if not match:
-        return "dir"
-    kind = match.group(1)
-    return {"overlayfs": "overlay", "aufs": "overlay"}.get(kind, kind)
+    """The backing store of a container from its ``lxc.rootfs.path`` (``_bdev.store_of``; ``dir``
+    without a rootfs)."""
+    return _bdev.store_of(rootfs_path) or "dir"
 
 
 def running_source_policy(store: str, snapshot: bool, stop_source: bool) -> tuple:

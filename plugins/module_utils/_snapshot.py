@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bdev
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import LxcConfig
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._files import write_atomic
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import LxcError, LxcRunner, validate_name
@@ -31,7 +32,6 @@ CANNOT_SNAPSHOT = {
     "rbd": "LXC's rbd storage driver cannot be backed up (can_backup is false)",
     "nbd": "LXC's nbd storage driver cannot be backed up (can_backup is false)",
 }
-KNOWN_STORES = ("dir", "overlay", "overlayfs", "btrfs", "loop", "lvm", "zfs", "rbd", "nbd")
 STOPPED = "STOPPED"
 
 
@@ -86,19 +86,9 @@ def rootfs_value(config_text: str):
 
 
 def store_of(rootfs):
-    """The backing store of an lxc.rootfs.path value: its prefix (``dir``, ``overlay``, ``btrfs`` ...).
-
-    Without a prefix LXC probes in the order dir, zfs, lvm, rbd, btrfs, overlay, loop, nbd and the
-    first driver that recognises the path wins: a directory is ``dir``. Anything else is ``unknown``.
-    """
-    if not rootfs:
-        return "unknown"
-    prefix, sep, rest = rootfs.partition(":")
-    if sep and prefix in KNOWN_STORES:
-        return "overlay" if prefix == "overlayfs" else prefix
-    if os.path.isdir(rootfs):
-        return "dir"
-    return "unknown"
+    """The backing store of an lxc.rootfs.path value, in the container module's words (``dir``,
+    ``overlayfs``, ``btrfs``, ``loop``, ``lvm`` ...: ``_bdev.store_of``); ``unknown`` without a rootfs."""
+    return _bdev.store_of(rootfs) or "unknown"
 
 
 def read_text(path):
@@ -466,7 +456,7 @@ class SnapshotManager:
         lxc-snapshot -r would (same backing store; overlay snapshots as overlay snapshots)."""
         store = snap["backing_store"]
         args = ["-N", target, "-p", path]
-        if store == "overlay":
+        if store == "overlayfs":
             args += ["-s", "-B", "overlayfs"]
         elif store in ("dir", "btrfs", "loop", "zfs"):
             args += ["-B", store]

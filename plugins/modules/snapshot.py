@@ -17,7 +17,7 @@ description:
     in that folder, so it lives and dies with the snapshot; LXC ignores the file. A snapshot made by hand
     (without that file) is listed and addressed by its LXC name V(snapN).
   - What a snapshot is depends on the container's backing store. C(dir) - a full copy (rsync) of the
-    rootfs. C(overlay) (a container that is itself an overlay clone, made with C(lxc-copy -s)) - a copy of
+    rootfs. C(overlayfs) (a container that is itself an overlay clone, made with C(lxc-copy -s)) - a copy of
     its upper (delta) layer over the same lower layer. C(btrfs) - a btrfs snapshot of the rootfs subvolume.
     C(loop) - a C(dir) copy of the image's content; restoring it makes a new loop image of LXC's default
     size (1 GiB, sparse), not the original size. C(lvm) (thin or not), C(rbd) and C(nbd) cannot be
@@ -195,7 +195,7 @@ snapshots:
       description: The snapshot's C(lxc.rootfs.path).
       type: str
     backing_store:
-      description: The snapshot's backing store (V(dir), V(overlay), V(btrfs) ...), from that path.
+      description: The snapshot's backing store, from that path, in the words of the container module's O(lxcfleet.lxc.container#module:backing_store) (V(dir), V(overlayfs), V(btrfs) ...).
       type: str
 snapshot:
   description:

@@ -244,7 +244,7 @@ def test_rootfs_of():
     assert rootfs_of(LxcConfig.parse("lxc.rootfs.path = dir:/a/rootfs\n"), "/a") == ("dir", "/a/rootfs")
     assert rootfs_of(LxcConfig.parse("lxc.rootfs.path = /a/r\n"), "/a") == ("dir", "/a/r")
     assert rootfs_of(LxcConfig.parse("lxc.rootfs.path = btrfs:/a/rootfs\n"), "/a") == ("btrfs", "/a/rootfs")
-    assert rootfs_of(LxcConfig.parse("lxc.rootfs.path = overlay:/b/rootfs:/a/delta0\n"), "/a") == ("overlay", None)
+    assert rootfs_of(LxcConfig.parse("lxc.rootfs.path = overlay:/b/rootfs:/a/delta0\n"), "/a") == ("overlayfs", None)
     assert rootfs_of(LxcConfig.parse("lxc.rootfs.path = loop:/a/rootdev\n"), "/a") == ("loop", None)
     assert rootfs_of(LxcConfig.parse(""), "/a") == ("dir", "/a/rootfs")
 

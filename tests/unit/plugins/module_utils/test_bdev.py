@@ -162,7 +162,7 @@ def test_store_of_prefixed_and_devices(value, store):
 def test_store_of_plain_paths():
     probe = FakeProbe(fstypes={"/b/a/rootfs": "btrfs", "/b/c/rootfs": "btrfs"}, inodes={"/b/a/rootfs": 256,
                       "/b/c/rootfs": 4711}, regular={"/l/rootdev"}, blocks={"/mnt/dev/sdz"})
-    assert _bdev.store_of("/b/a/rootfs", probe) == "btrfs"  # a subvolume
+    assert _bdev.store_of("/b/a/rootfs", probe) == "dir"  # a subvolume without btrfs: is a folder to LXC >= 4.0
     assert _bdev.store_of("/b/c/rootfs", probe) == "dir"  # a plain folder on btrfs
     assert _bdev.store_of("/l/rootdev", probe) == "loop"
     assert _bdev.store_of("/mnt/dev/sdz", probe) == "lvm"

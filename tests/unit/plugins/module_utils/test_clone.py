@@ -56,7 +56,7 @@ def test_rejected(kwargs, start):
 
 @pytest.mark.parametrize("path, store", [
     (None, "dir"), ("", "dir"), ("/var/lib/lxc/c/rootfs", "dir"), ("dir:/var/lib/lxc/c/rootfs", "dir"),
-    ("overlay:/a/rootfs:/b/delta", "overlay"), ("overlayfs:/a:/b", "overlay"), ("btrfs:/var/lib/lxc/c/rootfs", "btrfs"),
+    ("overlay:/a/rootfs:/b/delta", "overlayfs"), ("overlayfs:/a:/b", "overlayfs"), ("btrfs:/var/lib/lxc/c/rootfs", "btrfs"),
     ("zfs:tank/lxc/c", "zfs"), ("lvm:/dev/vg/c", "lvm"), (["dir:/x", "btrfs:/y"], "btrfs"),
 ])
 def test_rootfs_store(path, store):
@@ -65,13 +65,13 @@ def test_rootfs_store(path, store):
 
 def test_running_source_policy():
     assert _clone.running_source_policy("dir", snapshot=False, stop_source=True) == ("stop", None)
-    assert _clone.running_source_policy("overlay", snapshot=True, stop_source=True) == ("stop", None)
+    assert _clone.running_source_policy("overlayfs", snapshot=True, stop_source=True) == ("stop", None)
     decision, warning = _clone.running_source_policy("dir", snapshot=False, stop_source=False)
     assert decision == "allow" and "clone_stop_source" in warning
     assert _clone.running_source_policy("btrfs", snapshot=True, stop_source=False) == ("allow", None)
     decision, message = _clone.running_source_policy("dir", snapshot=True, stop_source=False)
     assert decision == "fail" and "clone_stop_source: true" in message and "clone_snapshot" in message
-    assert _clone.running_source_policy("overlay", snapshot=True, stop_source=False)[0] == "fail"
+    assert _clone.running_source_policy("overlayfs", snapshot=True, stop_source=False)[0] == "fail"
 
 
 SHA = "0123456789abcdef" * 4

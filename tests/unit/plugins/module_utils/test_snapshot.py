@@ -88,14 +88,14 @@ def test_ts_to_iso():
 
 @pytest.mark.parametrize("rootfs, store", [
     ("dir:/var/lib/lxc/c1/rootfs", "dir"),
-    ("overlay:/var/lib/lxc/b/rootfs:/var/lib/lxc/c1/overlay/delta", "overlay"),
-    ("overlayfs:/a:/b", "overlay"),
+    ("overlay:/var/lib/lxc/b/rootfs:/var/lib/lxc/c1/overlay/delta", "overlayfs"),
+    ("overlayfs:/a:/b", "overlayfs"),
     ("btrfs:/srv/c1/rootfs", "btrfs"),
     ("loop:/var/lib/lxc/c1/rootdev", "loop"),
     ("lvm:/dev/vg/c1", "lvm"),
     ("zfs:tank/c1", "zfs"),
     (None, "unknown"),
-    ("/nonexistent/c1/rootfs", "unknown"),
+    ("/nonexistent/c1/rootfs", "dir"),  # a plain path: LXC probes dir first
 ])
 def test_store_of(rootfs, store):
     assert sn.store_of(rootfs) == store
@@ -139,7 +139,7 @@ def test_list_snapshots_reads_folders_in_lxc_order(tmp_path):
     first, hand, ten = snaps
     assert first["name"] == "before-upgrade" and first["named"]
     assert first["comment"] == "two\nlines"
-    assert first["backing_store"] == "overlay"
+    assert first["backing_store"] == "overlayfs"
     assert first["created"] == "2026-01-02T03:04:05" and first["ts"] == "2026:01:02 03:04:05"
     assert first["dependents"] == ["/l/c1r"]
     assert first["path"] == str(tmp_path / "snap0")
@@ -250,7 +250,7 @@ def test_plan_absent():
 def test_plan_absent_refuses_snapshot_with_dependents():
     snaps = [snap("before", "snap0", deps=["/l/c1r"])]
     with pytest.raises(SnapshotError, match="/l/c1r"):
-        sn.plan(params(state="absent"), snaps, "STOPPED", "overlay", DIR, [], False)
+        sn.plan(params(state="absent"), snaps, "STOPPED", "overlayfs", DIR, [], False)
 
 
 def test_plan_restore_in_place_always_acts():
