@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shutil
 import signal
+import stat
 import tempfile
 import time
 
@@ -26,6 +28,7 @@ DEFAULT_STATE_DIR = "/var/lib/lxcfleet/dnsmasq"
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
 UNIT_PREFIX = "lxcfleet-dnsmasq@"
 STOP_TIMEOUT = 10.0
+HOSTSDIR_MODE = 0o755
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
@@ -92,6 +95,7 @@ def validate_params(params: dict) -> dict:
         "state_dir": params.get("state_dir") or DEFAULT_STATE_DIR,
         "unit_dir": params.get("unit_dir") or DEFAULT_UNIT_DIR,
         "service": params.get("service"),
+        "hostsdir": bool(params.get("hostsdir")),
     }
     for option in ("config_dir", "state_dir", "unit_dir"):
         if not os.path.isabs(desired[option]) or any(ch in desired[option] for ch in "\n\r"):
@@ -174,6 +178,7 @@ def paths(desired: dict) -> dict:
         "leases": os.path.join(desired["state_dir"], bridge + ".leases"),
         "pid": os.path.join(desired["state_dir"], bridge + ".pid"),
         "unit": os.path.join(desired["unit_dir"], unit_name(bridge)),
+        "hostsdir": os.path.join(desired["config_dir"], bridge + ".hosts.d"),
     }
 
 
@@ -195,8 +200,10 @@ def render_config(desired: dict) -> str:
         "bogus-priv",
         "addn-hosts=%s" % p["hosts"],
         "dhcp-hostsfile=%s" % p["dhcp_hosts"],
-        "dhcp-leasefile=%s" % p["leases"],
     ]
+    if desired.get("hostsdir"):
+        lines.append("dhcp-hostsdir=%s" % p["hostsdir"])
+    lines.append("dhcp-leasefile=%s" % p["leases"])
     rng = desired.get("dhcp_range")
     if rng:
         lines.append("dhcp-range=%s,%s,%s" % (rng["start"], rng["end"], rng["lease_time"]))
@@ -257,13 +264,15 @@ def plan(desired: dict, current: dict, dnsmasq_bin: str = "/usr/sbin/dnsmasq") -
     """Compare the desired files and process with the current ones.
 
     ``current``: ``{"files": {key: text or None}, "running": bool, "pid": int or None,
-    "enabled": bool (systemd only)}`` for the keys config, dhcp_hosts, hosts (and unit for systemd).
+    "enabled": bool (systemd only), "hostsdir": None | "notdir" | mode (int)}`` for the keys
+    config, dhcp_hosts, hosts (and unit for systemd); ``hostsdir`` is the folder BRIDGE.hosts.d.
     Returns ``{"actions": [{"op", "text", ...}], "files": {key: wanted text or None}}``.
     """
     service = desired["service"]
     p = paths(desired)
     files = current["files"]
     actions = []
+    hostsdir = current.get("hostsdir")
     if desired["state"] == "absent":
         if current["running"] or current.get("enabled"):
             actions.append({"op": "stop", "text": "stop dnsmasq for %s" % desired["bridge"]})
@@ -271,6 +280,8 @@ def plan(desired: dict, current: dict, dnsmasq_bin: str = "/usr/sbin/dnsmasq") -
         for key in ("config", "dhcp_hosts", "hosts", "unit", "leases", "pid"):
             if files.get(key) is not None:
                 actions.append({"op": "remove", "key": key, "text": "remove %s" % p[key]})
+        if hostsdir is not None:
+            actions.append({"op": "rmtree", "key": "hostsdir", "text": "remove %s and the files in it" % p["hostsdir"]})
         if service == "systemd" and files.get("unit") is not None:
             actions.append({"op": "daemon-reload", "text": "systemctl daemon-reload"})
         return {"actions": actions, "files": wanted}
@@ -278,6 +289,13 @@ def plan(desired: dict, current: dict, dnsmasq_bin: str = "/usr/sbin/dnsmasq") -
     if service == "systemd":
         wanted["unit"] = render_unit(desired, dnsmasq_bin)
     changed = [key for key in wanted if files.get(key) != wanted[key]]
+    if desired["hostsdir"]:
+        if hostsdir == "notdir":
+            raise DnsmasqError("hostsdir: %s exists and is not a folder" % p["hostsdir"])
+        if hostsdir is None:
+            actions.append({"op": "mkdir", "key": "hostsdir", "text": "create folder %s (0755)" % p["hostsdir"]})
+        elif hostsdir != HOSTSDIR_MODE:
+            actions.append({"op": "chmod", "key": "hostsdir", "text": "chmod 0755 %s (was %04o)" % (p["hostsdir"], hostsdir)})
     for key in ("dhcp_hosts", "hosts", "config", "unit"):
         if key in changed:
             actions.append({"op": "write", "key": key, "text": "write %s" % p[key]})
@@ -307,7 +325,22 @@ def diff_of(desired: dict, current: dict, wanted: dict) -> list:
         if before is None and after is None:
             continue
         out.append({"before_header": p[key], "after_header": p[key], "before": before or "", "after": after or ""})
+    hostsdir = current.get("hostsdir")
+    if desired["state"] == "present" and desired["hostsdir"] or hostsdir is not None:
+        after = "folder, mode %04o\n" % HOSTSDIR_MODE if desired["state"] == "present" and desired["hostsdir"] else ""
+        if desired["state"] == "present" and not desired["hostsdir"]:
+            after = describe_hostsdir(hostsdir)  # hostsdir=false leaves the folder as it is
+        out.append({"before_header": p["hostsdir"], "after_header": p["hostsdir"],
+                    "before": describe_hostsdir(hostsdir), "after": after})
     return out
+
+
+def describe_hostsdir(state) -> str:
+    if state is None:
+        return ""
+    if state == "notdir":
+        return "not a folder\n"
+    return "folder, mode %04o\n" % state
 
 
 # ---- what talks to the system -------------------------------------------------------------------
@@ -347,10 +380,21 @@ def process_pid(pid_file: str, config: str):
     return pid if _is_our_dnsmasq(pid, config) else None
 
 
+def read_hostsdir(path: str):
+    """None when missing, "notdir" when something else is there, else the folder's permission bits."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        return "notdir"
+    return stat.S_IMODE(info.st_mode)
+
+
 def read_current(module, desired: dict) -> dict:
     p = paths(desired)
     files = {key: _read(p[key]) for key in ("config", "dhcp_hosts", "hosts")}
-    current = {"files": files, "running": False, "pid": None, "enabled": False}
+    current = {"files": files, "running": False, "pid": None, "enabled": False, "hostsdir": read_hostsdir(p["hostsdir"])}
     if desired["state"] == "absent":
         files["leases"] = _exists(p["leases"])
         files["pid"] = _exists(p["pid"])
@@ -421,6 +465,16 @@ def apply(module, desired: dict, current: dict, result: dict, dnsmasq_bin) -> di
         elif op == "remove":
             if os.path.lexists(p[action["key"]]):
                 os.unlink(p[action["key"]])
+        elif op == "mkdir":
+            os.makedirs(p["hostsdir"], mode=HOSTSDIR_MODE, exist_ok=True)
+            os.chmod(p["hostsdir"], HOSTSDIR_MODE)
+        elif op == "chmod":
+            os.chmod(p["hostsdir"], HOSTSDIR_MODE)
+        elif op == "rmtree":
+            if os.path.isdir(p["hostsdir"]) and not os.path.islink(p["hostsdir"]):
+                shutil.rmtree(p["hostsdir"])
+            elif os.path.lexists(p["hostsdir"]):
+                os.unlink(p["hostsdir"])
         elif op == "daemon-reload":
             systemctl_run("daemon-reload")
         elif op == "enable":
@@ -490,6 +544,7 @@ def argument_spec() -> dict:
         state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         unit_dir=dict(type="path", default=DEFAULT_UNIT_DIR),
         service=dict(type="str", choices=["process", "systemd", "none"]),
+        hostsdir=dict(type="bool", default=False),
     )
 
 
@@ -531,6 +586,9 @@ def main():
     }
     if desired["state"] == "present" and desired["service"] == "systemd":
         output["paths"]["unit"] = p["unit"]
+    output["hostsdir"] = p["hostsdir"] if desired["state"] == "present" and desired["hostsdir"] else None
+    if output["hostsdir"]:
+        output["paths"]["hostsdir"] = p["hostsdir"]
     if module._diff:
         output["diff"] = diff_of(desired, current, result["files"])
     if not actions or module.check_mode:

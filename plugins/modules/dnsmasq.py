@@ -28,7 +28,7 @@ attributes:
     support: full
     details:
       - The diff shows the config file and the two hosts files (and with O(service=systemd) the unit
-        file) before and after.
+        file) before and after, and with O(hostsdir=true) the folder of lease files (missing or its mode).
   idempotent:
     support: full
 requirements:
@@ -139,6 +139,20 @@ options:
       - Default V(systemd) when C(/run/systemd/system) exists, else V(process).
     type: str
     choices: [process, systemd, none]
+  hostsdir:
+    description:
+      - Whether dnsmasq also reads static leases from the folder V(CONFIG_DIR/BRIDGE.hosts.d)
+        (C(dhcp-hostsdir=)), one or more C(dhcp-host) lines per file (V(MAC,IP,NAME)).
+      - With V(true) the module creates the folder (mode V(0755)) and returns its path as RV(hostsdir).
+        Other tasks or roles drop one file per client into it; dnsmasq notices new and changed files
+        through inotify and serves them without a restart or C(SIGHUP). A removed or changed file's old
+        entry stays until dnsmasq is reloaded (C(SIGHUP), C(systemctl reload lxcfleet-dnsmasq@BRIDGE)).
+      - The files in the folder are not managed by this module, and static leases given there are not
+        checked against O(static_leases) or the network of O(address).
+      - Turning it on or off changes the config, so dnsmasq restarts. V(false) leaves an existing folder
+        as it is; O(state=absent) removes the folder with the files in it.
+    type: bool
+    default: false
 seealso:
   - module: lxcfleet.lxc.bridge
   - module: lxcfleet.lxc.nat
@@ -166,6 +180,20 @@ EXAMPLES = r"""
     address: 10.0.3.1/24
     dhcp_range: {start: 10.0.3.2, end: 10.0.3.254}
     upstream_servers: [192.0.2.53]
+
+- name: DHCP with a folder of static leases that other tasks fill, one file per container
+  lxcfleet.lxc.dnsmasq:
+    bridge: lxcbr0
+    address: 10.0.3.1/24
+    dhcp_range: {start: 10.0.3.2, end: 10.0.3.254}
+    hostsdir: true
+  register: lxcbr0_dnsmasq
+
+- name: A static lease picked up without a restart
+  ansible.builtin.copy:
+    dest: "{{ lxcbr0_dnsmasq.hostsdir }}/web2"
+    content: "00:16:3e:00:03:0b,10.0.3.11,web2\n"
+    mode: "0644"
 
 - name: Stop it and remove its files
   lxcfleet.lxc.dnsmasq:
@@ -204,8 +232,13 @@ unit:
   description: The rendered systemd unit with O(service=systemd), else null.
   returned: always
   type: str
+hostsdir:
+  description: The folder of static lease files with O(hostsdir=true) and O(state=present), else null.
+  returned: always
+  type: str
+  sample: /etc/lxcfleet/dnsmasq/lxcbr0.hosts.d
 paths:
-  description: The files of this bridge.
+  description: The files of this bridge (and V(hostsdir) with O(hostsdir=true)).
   returned: always
   type: dict
   sample: {"config": "/etc/lxcfleet/dnsmasq/lxcbr0.conf", "pid": "/var/lib/lxcfleet/dnsmasq/lxcbr0.pid"}

@@ -248,3 +248,93 @@ def test_systemd_reload_and_absent(tmp_path):
     dm.apply(module, gone, cur, result, None)
     assert module.calls == [["/usr/bin/systemctl", "disable", "--now", "lxcfleet-dnsmasq@br0.service"], ["/usr/bin/systemctl", "daemon-reload"]]
     assert not any((tmp_path / "etc").iterdir())
+
+
+def test_hostsdir_renders_dhcp_hostsdir_after_the_hostsfile():
+    desired = dm.validate_params(params(hostsdir=True))
+    lines = dm.render_config(desired).splitlines()
+    assert dm.paths(desired)["hostsdir"] == "/etc/lxcfleet/dnsmasq/br0.hosts.d"
+    index = lines.index("dhcp-hostsdir=/etc/lxcfleet/dnsmasq/br0.hosts.d")
+    assert lines[index - 1] == "dhcp-hostsfile=/etc/lxcfleet/dnsmasq/br0.dhcp-hosts"
+    assert lines[index + 1] == "dhcp-leasefile=/var/lib/lxcfleet/dnsmasq/br0.leases"
+    assert not any(line.startswith("dhcp-hostsdir") for line in dm.render_config(dm.validate_params(params())).splitlines())
+
+
+def test_plan_hostsdir_creates_the_folder_first_and_restarts():
+    desired = dm.validate_params(params(hostsdir=True))
+    cur = current(dm.validate_params(params()))  # running with the config of hostsdir=false
+    cur["hostsdir"] = None
+    result = dm.plan(desired, cur)
+    assert ops(result) == [("mkdir", "hostsdir"), ("write", "config"), ("restart", None)]
+    assert result["actions"][0]["text"] == "create folder /etc/lxcfleet/dnsmasq/br0.hosts.d (0755)"
+
+
+@pytest.mark.parametrize("state, expected", [
+    (0o755, []),
+    (0o700, [("chmod", "hostsdir")]),
+    (None, [("mkdir", "hostsdir")]),
+])
+def test_plan_hostsdir_folder_states(state, expected):
+    desired = dm.validate_params(params(hostsdir=True))
+    cur = current(desired)
+    cur["hostsdir"] = state
+    assert ops(dm.plan(desired, cur)) == expected
+
+
+def test_plan_hostsdir_not_a_folder_fails():
+    desired = dm.validate_params(params(hostsdir=True))
+    cur = current(desired)
+    cur["hostsdir"] = "notdir"
+    with pytest.raises(dm.DnsmasqError) as info:
+        dm.plan(desired, cur)
+    assert str(info.value) == "hostsdir: /etc/lxcfleet/dnsmasq/br0.hosts.d exists and is not a folder"
+
+
+def test_plan_hostsdir_false_leaves_an_existing_folder():
+    desired = dm.validate_params(params())
+    cur = current(desired)
+    cur["hostsdir"] = 0o755
+    assert dm.plan(desired, cur)["actions"] == []
+    diff = dm.diff_of(desired, cur, dm.plan(desired, cur)["files"])
+    assert diff[-1] == {"before_header": "/etc/lxcfleet/dnsmasq/br0.hosts.d", "after_header": "/etc/lxcfleet/dnsmasq/br0.hosts.d",
+                        "before": "folder, mode 0755\n", "after": "folder, mode 0755\n"}
+
+
+def test_plan_absent_removes_the_hostsdir():
+    desired = dm.validate_params(params(state="absent"))
+    cur = {"files": {"config": "x", "dhcp_hosts": None, "hosts": None, "leases": None, "pid": None}, "running": False, "pid": None,
+           "hostsdir": 0o755}
+    result = dm.plan(desired, cur)
+    assert ops(result) == [("remove", "config"), ("rmtree", "hostsdir")]
+    assert dm.diff_of(desired, cur, result["files"])[-1]["after"] == ""
+
+
+def test_hostsdir_read_apply_and_absent(tmp_path):
+    base = params(hostsdir=True, service="none", config_dir=str(tmp_path / "etc"), state_dir=str(tmp_path / "state"))
+    desired = dm.validate_params(base)
+    folder = tmp_path / "etc" / "br0.hosts.d"
+    module = FakeModule()
+    cur = dm.read_current(module, desired)
+    assert cur["hostsdir"] is None
+    result = dm.plan(desired, cur)
+    diff = dm.diff_of(desired, cur, result["files"])
+    assert diff[-1]["before"] == "" and diff[-1]["after"] == "folder, mode 0755\n"
+    dm.apply(module, desired, cur, result, "/usr/bin/dnsmasq")
+    assert folder.is_dir() and (folder.stat().st_mode & 0o7777) == 0o755
+    assert "dhcp-hostsdir=%s\n" % folder in (tmp_path / "etc" / "br0.conf").read_text()
+    cur = dm.read_current(FakeModule(), desired)
+    assert cur["hostsdir"] == 0o755 and dm.plan(desired, cur)["actions"] == []
+    folder.chmod(0o700)
+    cur = dm.read_current(FakeModule(), desired)
+    result = dm.plan(desired, cur)
+    assert ops(result) == [("chmod", "hostsdir")]
+    dm.apply(FakeModule(), desired, cur, result, "/usr/bin/dnsmasq")
+    assert (folder.stat().st_mode & 0o7777) == 0o755
+    (folder / "web2").write_text("02:00:00:00:00:02,10.0.3.12,web2\n")
+    gone = dm.validate_params(dict(base, state="absent"))
+    cur = dm.read_current(FakeModule(), gone)
+    result = dm.plan(gone, cur)
+    assert ("rmtree", "hostsdir") in ops(result)
+    dm.apply(FakeModule(), gone, cur, result, None)
+    assert not folder.exists()
+    assert not any((tmp_path / "etc").iterdir())
