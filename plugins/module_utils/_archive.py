@@ -3,9 +3,10 @@
 # This module_utils file is private to the lxcfleet.lxc collection.
 """Export of a stopped container to one archive file, and import of such a file as a new container.
 
-The archive is a tar file (compressed or not) with exactly three kinds of members, in this order:
-``lxcfleet-archive.json`` (the manifest), ``config`` (the container's config as it was) and
-``rootfs`` with everything below it. GNU tar writes and unpacks it (``--numeric-owner --xattrs
+The archive is a tar file (compressed or not) with these members, in this order:
+``lxcfleet-archive.json`` (the manifest), ``config`` (the container's config as it was), the hook
+scripts of the container's folder that the config runs (``hook-NAME``, listed in the manifest;
+version 2) and ``rootfs`` with everything below it. GNU tar writes and unpacks it (``--numeric-owner --xattrs
 --xattrs-include=* --acls``); for an unprivileged container it runs inside the container's user
 namespace (``lxc-usernsexec``), so the archive holds container ids and an import under another
 subordinate range shifts them on the way in. Python only reads the archive, to check every member
@@ -44,8 +45,10 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import LxcError,
 
 MANIFEST = "lxcfleet-archive.json"
 FORMAT = "lxcfleet.lxc/container-archive"
-VERSION = 1
-KNOWN_VERSIONS = (1,)
+VERSION = 2
+KNOWN_VERSIONS = (1, 2)
+#: Hook scripts in the container's folder (the container module's ``hooks`` installs them there).
+HOOK_MEMBER_RE = re.compile(r"^hook-[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}\Z")
 #: Largest manifest and config accepted on import.
 SMALL_FILE = 1 << 20
 #: tar options for each compression, and the magic bytes that tell them apart on import.
@@ -77,8 +80,28 @@ def rootfs_of(config: LxcConfig, container_dir: str):
     return kind, None
 
 
+def hook_files(config: LxcConfig, container_dir: str) -> list:
+    """The hook scripts of the container's own folder that its config runs (``lxc.hook.* =
+    <folder>/hook-NAME ...``): regular files only, sorted. Hooks elsewhere on the host are the host's
+    business and stay out of the archive (their paths are kept in the config)."""
+    names = set()
+    folder = container_dir.rstrip("/") + "/"
+    for line in config.lines:
+        if line.kind != "entry" or not line.key.startswith("lxc.hook.") or not line.value:
+            continue
+        program = line.value.split()[0]
+        name = program[len(folder):] if program.startswith(folder) else None
+        if name and HOOK_MEMBER_RE.match(name):
+            try:
+                if stat.S_ISREG(os.lstat(program).st_mode):
+                    names.add(name)
+            except OSError:
+                pass
+    return sorted(names)
+
+
 def make_manifest(name: str, lxc_path: str, config: LxcConfig, backing_store: str, compression: str,
-                  created: str = None) -> dict:
+                  created: str = None, hooks=()) -> dict:
     idmap = [" ".join(v.split()) for v in config.get_effective("lxc.idmap")]
     return {
         "format": FORMAT,
@@ -91,6 +114,7 @@ def make_manifest(name: str, lxc_path: str, config: LxcConfig, backing_store: st
         "idmap": idmap,
         "backing_store": backing_store,
         "compression": compression,
+        "hooks": list(hooks),
         "created": created or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -114,6 +138,9 @@ def check_manifest(data: bytes) -> dict:
         raise ArchiveError("%s: name %r is not a container name" % (MANIFEST, manifest["name"]))
     if not manifest["container_dir"].startswith("/"):
         raise ArchiveError("%s: container_dir %r is not an absolute path" % (MANIFEST, manifest["container_dir"]))
+    hooks = manifest.setdefault("hooks", [])
+    if not isinstance(hooks, list) or not all(isinstance(h, str) and HOOK_MEMBER_RE.match(h) for h in hooks):
+        raise ArchiveError("%s: hooks must be a list of hook-NAME file names, got %r" % (MANIFEST, hooks))
     if manifest["idmap"]:
         try:
             _unpriv.parse_idmap(manifest["idmap"], option="%s idmap" % MANIFEST)
@@ -243,8 +270,14 @@ def _rootfs_members(members, found: dict, ids: dict):
                 raise ArchiveError("member %r appears twice" % name)
             found["config"] = _read_small(archive, member, "config").decode("utf-8", "surrogateescape")
             continue
+        if "manifest" in found and name in found["manifest"]["hooks"]:
+            hooks = found.setdefault("hooks", {})
+            if name in hooks:
+                raise ArchiveError("member %r appears twice" % name)
+            hooks[name] = _read_small(archive, member, "hook script")
+            continue
         if name != "rootfs" and not name.startswith("rootfs/"):
-            raise ArchiveError("member %r is outside config, rootfs and %s" % (name, MANIFEST))
+            raise ArchiveError("member %r is outside config, the manifest's hooks, rootfs and %s" % (name, MANIFEST))
         if name == "rootfs" and not member.isdir():
             raise ArchiveError("member 'rootfs' is not a directory")
         inner = copy.copy(member)
@@ -280,7 +313,11 @@ def verify_archive(path: str) -> dict:
             raise ArchiveError("the archive has no %s" % (MANIFEST if what == "manifest" else "config"))
     if summary["members"] == 0:
         raise ArchiveError("the archive has no rootfs")
-    return {"manifest": found["manifest"], "config": found["config"], "summary": summary, "max_uid": ids["uid"],
+    missing = [h for h in found["manifest"]["hooks"] if h not in found.get("hooks", {})]
+    if missing:
+        raise ArchiveError("%s lists the hook scripts %s, which the archive does not hold" % (MANIFEST, ", ".join(missing)))
+    return {"manifest": found["manifest"], "config": found["config"], "hooks": found.get("hooks", {}),
+            "summary": summary, "max_uid": ids["uid"],
             "max_gid": ids["gid"], "compression": reader.compression, "sha256": sha256}
 
 
@@ -365,11 +402,11 @@ def no_names_prefix(unshare: str, shell: str, empty: str, nsswitch: str) -> list
     return [unshare, "--mount", "--propagation", "private", "--", shell, "-c", NO_NAMES, "sh", empty, nsswitch]
 
 
-def export_argv(tar: str, compression: str, scratch: str, rootfs: str) -> list:
-    """tar that writes the archive to stdout: manifest and config from ``scratch``, then the rootfs
-    renamed to ``rootfs`` (symlink targets untouched)."""
+def export_argv(tar: str, compression: str, scratch: str, rootfs: str, hooks=()) -> list:
+    """tar that writes the archive to stdout: manifest, config and hook scripts from ``scratch``, then
+    the rootfs renamed to ``rootfs`` (symlink targets untouched)."""
     return ([tar, "--create", "--file=-", "--format=posix"] + COMPRESSION_FLAGS[compression] + KEEP
-            + ["--directory=" + scratch, MANIFEST, "config",
+            + ["--directory=" + scratch, MANIFEST, "config"] + list(hooks) + [
                "--directory=" + rootfs, r"--transform=s,^\.,rootfs,S", "."])
 
 
@@ -518,7 +555,8 @@ class ArchiveManager:
             except _unpriv.IdmapError as exc:
                 self.fail(str(exc))
         compression = self.p["compression"]
-        manifest = make_manifest(self.name, self.lxc.lxc_path, config, backing, compression)
+        manifest = make_manifest(self.name, self.lxc.lxc_path, config, backing, compression,
+                                 hooks=hook_files(config, cdir))
 
         existing = None
         if os.path.lexists(self.path):
@@ -584,11 +622,17 @@ class ArchiveManager:
         folder = os.path.dirname(self.path)
         fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), suffix=".tmp", dir=folder)
         try:
-            files = ((MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n"), ("config", config_text),
-                     (".empty", ""), (".nsswitch.conf", NSSWITCH))
+            files = [(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n"), ("config", config_text),
+                     (".empty", ""), (".nsswitch.conf", NSSWITCH)]
             for name, data in files:
                 with open(os.path.join(scratch, name), "w", encoding="utf-8", errors="surrogateescape") as handle:
                     handle.write(data)
+            for name in manifest["hooks"]:
+                with open(os.path.join(cdir, name), "rb") as handle:
+                    data = handle.read()
+                with open(os.path.join(scratch, name), "wb") as handle:
+                    handle.write(data)
+                files.append((name, None))
             private = 0o640
             if idmap and self.who.is_root:
                 # tar runs as the container's root: the scratch files become its own (uid 0 in the archive).
@@ -601,13 +645,13 @@ class ArchiveManager:
                 os.chmod(scratch, 0o755)
                 private = 0o644
             for name, _data in files:
-                os.chmod(os.path.join(scratch, name), private if name == "config" else 0o644)
+                os.chmod(os.path.join(scratch, name), private if name == "config" or _data is None else 0o644)
             prefix += no_names_prefix(self.module.get_bin_path("unshare", required=True),
                                       self.module.get_bin_path("sh", required=True),
                                       os.path.join(scratch, ".empty"), os.path.join(scratch, ".nsswitch.conf"))
             with os.fdopen(fd, "wb") as out:
                 fd = None
-                self.run_piped(prefix + export_argv(tar, compression, scratch, rootfs), stdout=out,
+                self.run_piped(prefix + export_argv(tar, compression, scratch, rootfs, manifest["hooks"]), stdout=out,
                                what="tar could not read container %s" % self.name)
                 out.flush()
                 os.fsync(out.fileno())
@@ -709,12 +753,30 @@ class ArchiveManager:
                 self.run_piped(prefix + import_argv(tar, checked["compression"], staging), stdin=source,
                                what="tar could not unpack %s" % self.path)
             fix_hostname(os.path.join(staging, "rootfs"), old_name, self.name)
+            write_hooks(staging, checked["hooks"])
             if os.path.lexists(cdir):
                 raise ArchiveError("%s appeared while the archive was unpacked" % cdir)
             os.rename(staging, cdir)
         except BaseException:
             remove_tree(staging, prefix)
             raise
+
+
+def write_hooks(folder: str, hooks: dict) -> None:
+    """The hook scripts into the new container folder as the container module installs them: mode
+    0750, owned by the user running LXC, group that of the folder (an unprivileged container's mapped
+    root runs its mount hooks)."""
+    gid = os.stat(folder).st_gid
+    for name, data in sorted(hooks.items()):
+        path = os.path.join(folder, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o700)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        try:
+            os.chown(path, -1, gid)
+        except OSError:
+            pass  # a user who is not in the folder's group keeps their own group
+        os.chmod(path, 0o750)
 
 
 def fix_hostname(rootfs: str, old: str, new: str) -> bool:

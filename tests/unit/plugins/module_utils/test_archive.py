@@ -20,6 +20,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._archive import (
     detect_compression,
     export_argv,
     fix_hostname,
+    hook_files,
     id_problems,
     import_argv,
     make_manifest,
@@ -28,6 +29,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils._archive import (
     rootfs_of,
     userns_prefix,
     verify_archive,
+    write_hooks,
 )
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._config import LxcConfig
 
@@ -82,7 +84,8 @@ def _archive(tmp_path, members, manifest="good", config=b"lxc.uts.name = web1\n"
 def test_manifest_fields():
     config = LxcConfig.parse("lxc.idmap = u 0 100000 65536\nlxc.idmap = g  0 100000 65536\nlxc.arch = amd64\n")
     manifest = make_manifest("c1", "/srv/lxc", config, "btrfs", "xz", created="T")
-    assert manifest["version"] == 1
+    assert manifest["version"] == 2
+    assert manifest["hooks"] == []
     assert manifest["container_dir"] == "/srv/lxc/c1"
     assert manifest["unprivileged"] is True
     assert manifest["idmap"] == ["u 0 100000 65536", "g 0 100000 65536"]
@@ -98,7 +101,9 @@ def test_manifest_privileged_has_no_map():
 
 @pytest.mark.parametrize("change, message", [
     ({"format": "other"}, "does not describe a container archive"),
-    ({"version": 2}, "has version 2"),
+    ({"version": 3}, "has version 3"),
+    ({"hooks": ["../x"]}, "hooks must be a list of hook-NAME"),
+    ({"hooks": "hook-a"}, "hooks must be a list of hook-NAME"),
     ({"name": "../x"}, "is not a container name"),
     ({"container_dir": "relative"}, "not an absolute path"),
     ({"idmap": ["u 0 1"]}, "is not 'u|g"),
@@ -139,7 +144,7 @@ def test_verify_good_archive(tmp_path, compress):
     ([("rootfs/../../etc/x", "file")], "not a plain relative name"),
     ([("/etc/x", "file")], "not a plain relative name"),
     ([("./rootfs/x", "file")], "not a plain relative name"),
-    ([("other", "file")], "'other' is outside config, rootfs"),
+    ([("other", "file")], "'other' is outside config, the manifest's hooks, rootfs"),
     ([("rootfsx/y", "file")], "'rootfsx/y' is outside"),
     ([("rootfs/etc", "symlink", {"linkname": "/etc"}), ("rootfs/etc/passwd", "file")], "through the symlink 'etc'"),
     ([("rootfs/x", "hardlink", {"linkname": "/etc/shadow"})], "points outside the rootfs"),
@@ -290,3 +295,69 @@ def test_tar_argv():
     assert "--same-owner" in argv and "--preserve-permissions" in argv and "--gzip" not in argv
     assert userns_prefix("/usr/bin/lxc-usernsexec", ["u 0 100000 65536", "g 0 200000 65536"]) == [
         "/usr/bin/lxc-usernsexec", "-m", "u:0:100000:65536", "-m", "g:0:200000:65536", "--"]
+
+
+# -- hook scripts (version 2) ------------------------------------------------------------------------
+
+
+def test_version_1_archives_have_no_hooks():
+    old = {k: v for k, v in GOOD.items() if k != "hooks"}
+    assert check_manifest(json.dumps(dict(old, version=1)).encode())["hooks"] == []
+
+
+def test_hook_files(tmp_path):
+    cdir = tmp_path / "c1"
+    cdir.mkdir()
+    (cdir / "hook-mark").write_text("#!/bin/sh\n")
+    (cdir / "hook-other").write_text("#!/bin/sh\n")
+    (cdir / "hook-link").symlink_to(cdir / "hook-mark")
+    config = LxcConfig.parse(
+        "lxc.hook.pre-start = %s/hook-mark arg\n" % cdir
+        + "lxc.hook.post-stop = /usr/local/bin/host-hook\n"
+        + "lxc.hook.mount = %s/hook-link\n" % cdir
+        + "lxc.hook.stop = %s/hook-missing\n" % cdir
+        + "lxc.hook.start = %s/hook-other\n" % cdir)
+    assert hook_files(config, str(cdir)) == ["hook-mark", "hook-other"]
+    assert hook_files(LxcConfig.parse("lxc.arch = linux64\n"), str(cdir)) == []
+
+
+def _with_hooks(hooks):
+    return dict(GOOD, hooks=hooks)
+
+
+def test_verify_reads_listed_hooks(tmp_path):
+    path = _archive(tmp_path, [("hook-mark", "file", {"data": b"#!/bin/sh\ntouch /x\n", "mode": 0o750})],
+                    manifest=_with_hooks(["hook-mark"]))
+    checked = verify_archive(path)
+    assert checked["hooks"] == {"hook-mark": b"#!/bin/sh\ntouch /x\n"}
+    assert checked["manifest"]["hooks"] == ["hook-mark"]
+
+
+@pytest.mark.parametrize("hooks, members, message", [
+    ([], [("hook-mark", "file")], "outside config, the manifest's hooks, rootfs"),
+    (["hook-mark"], [], "lists the hook scripts hook-mark, which the archive does not hold"),
+    (["hook-mark"], [("hook-mark", "symlink", {"linkname": "/etc/shadow"})], "is not a regular file"),
+    (["hook-mark"], [("hook-mark", "file"), ("hook-mark", "file")], "appears twice"),
+])
+def test_verify_refuses_bad_hooks(tmp_path, hooks, members, message):
+    path = _archive(tmp_path, members, manifest=_with_hooks(hooks))
+    with pytest.raises(ArchiveError, match=message):
+        verify_archive(path)
+
+
+def test_write_hooks(tmp_path):
+    write_hooks(str(tmp_path), {"hook-a": b"#!/bin/sh\n", "hook-b": b"\x00binary"})
+    assert (tmp_path / "hook-a").read_bytes() == b"#!/bin/sh\n"
+    assert (tmp_path / "hook-b").read_bytes() == b"\x00binary"
+    for name in ("hook-a", "hook-b"):
+        st = (tmp_path / name).stat()
+        assert st.st_mode & 0o7777 == 0o750
+        assert st.st_gid == tmp_path.stat().st_gid
+    with pytest.raises(FileExistsError):  # never over an existing file (the folder is new)
+        write_hooks(str(tmp_path), {"hook-a": b"x"})
+
+
+def test_export_argv_with_hooks():
+    argv = export_argv("/bin/tar", "gzip", "/tmp/s", "/r", ["hook-a", "hook-b"])
+    assert argv[-8:] == ["--directory=/tmp/s", MANIFEST, "config", "hook-a", "hook-b", "--directory=/r",
+                         r"--transform=s,^\.,rootfs,S", "."]
