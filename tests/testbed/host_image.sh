@@ -13,14 +13,19 @@ set -euo pipefail
 CACHE="${LXCFLEET_TESTBED_CACHE:-/var/cache/lxcfleet-testbed}"
 MIRROR="${LXCFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
+RECIPE=2  # bump when the steps after debootstrap change (part of the cache key, like the packages)
 PACKAGES=(
   systemd-sysv dbus libpam-systemd python3 lxc uidmap busybox-static iproute2 nftables dnsmasq-base
   openssh-server acl
+  # What the roles and modules need on an LXC host, preinstalled: host containers have no route out,
+  # so nothing can be downloaded in them (python3-apt lets ansible.builtin.apt see what is there).
+  python3-apt python3-pyroute2 openssl ca-certificates gpgv xz-utils rsync bridge-utils procps kmod
+  apparmor sudo
 )
 
 log() { printf '[host_image] %s\n' "$*" >&2; }
 
-key="$(printf '%s\n' "$SUITE" "${PACKAGES[@]}" | sha256sum | cut -c1-12)"
+key="$(printf '%s\n' "$SUITE" "recipe $RECIPE" "${PACKAGES[@]}" | sha256sum | cut -c1-12)"
 dest="$CACHE/host-$key"
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
@@ -45,6 +50,15 @@ root="$work/rootfs"
 rm -f "$root/etc/systemd/system/getty.target.wants/"* 2>/dev/null || true
 ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
 printf 'host\n' >"$root/etc/hostname"
+# Every host container makes its own SSH host keys at its first boot (none shared through the image).
+rm -f "$root"/etc/ssh/ssh_host_*
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+cat >"$root/etc/systemd/system/ssh.service.d/lxcfleet-host-keys.conf" <<'EOF'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+EOF
 : >"$root/etc/machine-id"
 # The bridge LXC's default config names does not exist in a test host; nested containers name theirs.
 printf 'lxc.net.0.type = empty\n' >"$root/etc/lxc/default.conf"
