@@ -310,7 +310,7 @@ class Fleet:
         modes = {}
         for mode, pipelining in (('off', False), ('on', True)):
             pings, runs, loads = [], [], []
-            for _ in range(self.args.noop_runs):
+            for _run in range(self.args.noop_runs):
                 pings.append(self.ping(pipelining))
                 loads.append(loadavg())
                 seconds, changed, items = self.playbook('fleet_ours.yml', self.extra(method), pipelining=pipelining)

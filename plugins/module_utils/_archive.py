@@ -406,8 +406,8 @@ def export_argv(tar: str, compression: str, scratch: str, rootfs: str, hooks=())
     """tar that writes the archive to stdout: manifest, config and hook scripts from ``scratch``, then
     the rootfs renamed to ``rootfs`` (symlink targets untouched)."""
     return ([tar, "--create", "--file=-", "--format=posix"] + COMPRESSION_FLAGS[compression] + KEEP
-            + ["--directory=" + scratch, MANIFEST, "config"] + list(hooks) + [
-               "--directory=" + rootfs, r"--transform=s,^\.,rootfs,S", "."])
+            + ["--directory=" + scratch, MANIFEST, "config"] + list(hooks)
+            + ["--directory=" + rootfs, r"--transform=s,^\.,rootfs,S", "."])
 
 
 def import_argv(tar: str, compression: str, target: str) -> list:

@@ -195,7 +195,9 @@ snapshots:
       description: The snapshot's C(lxc.rootfs.path).
       type: str
     backing_store:
-      description: The snapshot's backing store, from that path, in the words of the container module's O(lxcfleet.lxc.container#module:backing_store) (V(dir), V(overlayfs), V(btrfs) ...).
+      description:
+        - The snapshot's backing store, from that path, in the words of the container module's
+          O(lxcfleet.lxc.container#module:backing_store) (V(dir), V(overlayfs), V(btrfs) ...).
       type: str
 snapshot:
   description:
