@@ -128,6 +128,7 @@ ARGUMENT_SPEC = dict(
     ),
     on_change=dict(type="str", default="restart", choices=["restart", "none", "fail"]),
     stop_timeout=dict(type="int", default=30),
+    remove_snapshots=dict(type="bool", default=False),
     wait=dict(
         type="dict",
         options=dict(
@@ -307,10 +308,18 @@ class ContainerManager:
             if exists and current in ("RUNNING", "FROZEN"):
                 self.stop_if_ephemeral(current)
             if exists:
+                snapshots = snapshot_folders(self.lxc.container_dir(self.name))
+                if snapshots and not self.params["remove_snapshots"]:
+                    self.fail("container %s has snapshots (%s), which LXC does not destroy with it: set "
+                              "remove_snapshots: true to remove them too, or remove them first with "
+                              "lxcfleet.lxc.snapshot (state: absent)" % (self.name, ", ".join(snapshots)))
                 before = self.read_config() if self.module._diff else ""
                 if current == "FROZEN":
                     self.act("unfreeze", lambda: self.lxc.unfreeze(self.name))
-                self.act("destroy", lambda: self.lxc.destroy(self.name, force=True))
+                if snapshots and current in ("RUNNING", "FROZEN"):
+                    self.act("stop", self.stop)  # lxc-destroy -s does not stop a running container (-f or not)
+                label = "destroy with %d snapshots" % len(snapshots) if snapshots else "destroy"
+                self.act(label, lambda: self.lxc.destroy(self.name, force=True, snapshots=bool(snapshots)))
                 if self.module._diff:
                     self.diff = {
                         "before": before, "after": "",
@@ -1243,6 +1252,15 @@ def write_minimal_config(directory: str) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = %s\n" % os.uname().machine)
     return path
+
+
+def snapshot_folders(container_dir: str) -> list:
+    """The snapshots LXC keeps of a container (``<folder>/snaps/snapN``), sorted."""
+    try:
+        names = os.listdir(os.path.join(container_dir, "snaps"))
+    except OSError:
+        return []
+    return sorted(n for n in names if os.path.isdir(os.path.join(container_dir, "snaps", n)))
 
 
 def _planned_state(state):

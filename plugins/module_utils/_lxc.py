@@ -267,10 +267,11 @@ class LxcRunner:
     def unfreeze(self, name: str):
         return self.run("lxc-unfreeze", name, log=True, what="unfreezing container %s failed" % name)
 
-    def destroy(self, name: str, force: bool = False):
-        """Destroy a container with its rootfs; ``force`` stops a running one first."""
-        return self.run("lxc-destroy", name, ["-f"] if force else [], log=True,
-                        what="destroying container %s failed" % name)
+    def destroy(self, name: str, force: bool = False, snapshots: bool = False):
+        """Destroy a container with its rootfs; ``force`` stops a running one first, ``snapshots``
+        removes its snapshots too (LXC refuses a container that has some, without it)."""
+        args = (["-f"] if force else []) + (["-s"] if snapshots else [])
+        return self.run("lxc-destroy", name, args, log=True, what="destroying container %s failed" % name)
 
     def wait_state(self, name: str, states, timeout: float) -> bool:
         """Block until the container is in one of ``states`` (lxc-wait, no polling)."""

@@ -464,6 +464,13 @@ options:
       - Seconds to wait for a clean shutdown before the container is killed. V(0) kills at once.
     type: int
     default: 30
+  remove_snapshots:
+    description:
+      - With O(state=absent), also remove the container's snapshots (C(lxc-destroy -s)).
+      - LXC refuses to destroy a container that has snapshots. Without this option such a task fails
+        before any change and lists them; see M(lxcfleet.lxc.snapshot) to remove single snapshots.
+    type: bool
+    default: false
   wait:
     description:
       - Wait until the container has addresses. C(lxc-start) already returns only once the container is
@@ -754,6 +761,12 @@ EXAMPLES = r"""
   lxcfleet.lxc.container:
     name: web1
     state: absent
+
+- name: Remove a container and its snapshots
+  lxcfleet.lxc.container:
+    name: web1
+    state: absent
+    remove_snapshots: true
 """
 
 RETURN = r"""
