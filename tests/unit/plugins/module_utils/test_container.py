@@ -203,3 +203,15 @@ def test_cgroup_layout_reads_hybrid_and_unified(tmp_path):
     (tmp_path / "cgroup.controllers").write_text("cpuset memory\n")
     assert layout.version("memory") == 2
     assert layout.version("pids") is None
+
+
+def test_snapshot_folders(tmp_path):
+    from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import snapshot_folders
+
+    assert snapshot_folders(str(tmp_path)) == []
+    (tmp_path / "snaps").mkdir()
+    assert snapshot_folders(str(tmp_path)) == []
+    for name in ("snap1", "snap0"):
+        (tmp_path / "snaps" / name).mkdir()
+    (tmp_path / "snaps" / "stray-file").write_text("x")
+    assert snapshot_folders(str(tmp_path)) == ["snap0", "snap1"]
