@@ -13,7 +13,7 @@ set -euo pipefail
 CACHE="${LXCFLEET_TESTBED_CACHE:-/var/cache/lxcfleet-testbed}"
 MIRROR="${LXCFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-RECIPE=2  # bump when the steps after debootstrap change (part of the cache key, like the packages)
+RECIPE=3  # bump when the steps after debootstrap change (part of the cache key, like the packages)
 PACKAGES=(
   systemd-sysv dbus libpam-systemd python3 lxc uidmap busybox-static iproute2 nftables dnsmasq-base
   openssh-server acl
@@ -49,6 +49,18 @@ root="$work/rootfs"
 # No getty on consoles that do not exist; no network units wait for links that will not come.
 rm -f "$root/etc/systemd/system/getty.target.wants/"* 2>/dev/null || true
 ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
+# Like the images of LXC's image servers, a container of this image asks for its address by DHCP on
+# eth0 (systemd-networkd). Host containers name their uplink otherwise (playbooks/tasks/host_container.yml
+# gives them a static address on "uplink"), so this never touches them.
+mkdir -p "$root/etc/systemd/network"
+cat >"$root/etc/systemd/network/80-lxcfleet-eth0.network" <<'EOF'
+[Match]
+Name=eth0
+
+[Network]
+DHCP=ipv4
+EOF
+systemctl --root="$root" enable systemd-networkd.service >/dev/null 2>&1
 printf 'host\n' >"$root/etc/hostname"
 # Every host container makes its own SSH host keys at its first boot (none shared through the image).
 rm -f "$root"/etc/ssh/ssh_host_*
