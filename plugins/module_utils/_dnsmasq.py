@@ -487,12 +487,14 @@ def apply(module, desired: dict, current: dict, result: dict, dnsmasq_bin) -> di
             flags["stopped"] = True
         elif op == "start":
             if service == "systemd":
+                os.makedirs(desired["state_dir"], mode=0o755, exist_ok=True)  # lease and pid files
                 systemctl_run("start", unit)
             else:
                 _start_process(module, desired, dnsmasq_bin)
             flags["started"] = True
         elif op == "restart":
             if service == "systemd":
+                os.makedirs(desired["state_dir"], mode=0o755, exist_ok=True)
                 systemctl_run("restart", unit)
             else:
                 _stop_process(current["pid"], p["config"])

@@ -214,6 +214,7 @@ def test_systemd_read_and_apply_argv(tmp_path):
                                 ["/usr/bin/systemctl", "enable", "lxcfleet-dnsmasq@br0.service"],
                                 ["/usr/bin/systemctl", "start", "lxcfleet-dnsmasq@br0.service"]]
     assert (tmp_path / "units" / "lxcfleet-dnsmasq@br0.service").read_text() == result["files"]["unit"]
+    assert (tmp_path / "state").is_dir()  # dnsmasq cannot create its lease file in a missing folder
     # Nothing to do on a rerun; a config change restarts.
     cur = dm.read_current(FakeModule(), desired)
     assert dm.plan(desired, cur, "/usr/sbin/dnsmasq")["actions"] == []
