@@ -68,8 +68,10 @@ def test_inventory_hosts_of_this_host_only():
 @pytest.mark.parametrize("containers, kw, message", [
     ([{"name": "-bad"}], {}, "container '-bad' (lxc_fleet_containers[0]): name: '-bad' is not a container name"),
     ([{"name": "a"}, {"name": "a"}], {}, "name: a is also used by container 'a' (lxc_fleet_containers[0])"),
-    ([{"name": "a", "ipv4": "10.0.3.5"}, {"name": "b", "ipv4": "10.0.3.5"}], {}, "container 'b' (lxc_fleet_containers[1]): ipv4: 10.0.3.5 is also used"),
-    ([{"name": "a", "mac": "00:16:3e:00:00:01"}, {"name": "b", "mac": "00:16:3E:00:00:01"}], {}, "'b' (lxc_fleet_containers[1]): mac: 00:16:3e:00:00:01 is also used"),
+    ([{"name": "a", "ipv4": "10.0.3.5"}, {"name": "b", "ipv4": "10.0.3.5"}], {},
+     "container 'b' (lxc_fleet_containers[1]): ipv4: 10.0.3.5 is also used"),
+    ([{"name": "a", "mac": "00:16:3e:00:00:01"}, {"name": "b", "mac": "00:16:3E:00:00:01"}], {},
+     "'b' (lxc_fleet_containers[1]): mac: 00:16:3e:00:00:01 is also used"),
     ([{"name": "a", "owner": "bob"}], {}, "container 'a' (lxc_fleet_containers[0]): owner: user 'bob' does not exist on lxc1"),
     ([{"name": "a", "owner": "alice", "unprivileged": False}], {}, "unprivileged: false needs owner root"),
     ([{"name": "a", "state": "running"}], {}, "state: 'running' is not one of"),
