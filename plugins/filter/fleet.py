@@ -356,7 +356,7 @@ def fleet_nat(plan, networks=None):
             sources.append(net)
         for fwd in item["port_forwards"]:
             forwards.append({k: v for k, v in fwd.items() if k != "range"})
-    return {"masquerade": [{"source": s} for s in sorted(sources, key=lambda n: ipaddress.IPv4Network(n))],
+    return {"masquerade": [{"source": s} for s in sorted(sources, key=ipaddress.IPv4Network)],
             "port_forwards": forwards}
 
 

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Installs python3 with the package manager the container has (read by /bin/sh -s inside the
 # container through lxcfleet.lxc.container_exec; the role runs it only where /usr/bin/python3 is missing).
 set -e
