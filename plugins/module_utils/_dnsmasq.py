@@ -243,7 +243,10 @@ def render_unit(desired: dict, dnsmasq_bin: str) -> str:
         "# Managed by lxcfleet.lxc.dnsmasq.",
         "[Unit]",
         "Description=lxcfleet dnsmasq (DHCP and DNS) for bridge %s" % desired["bridge"],
-        "After=network.target",
+        "After=network.target systemd-networkd.service",
+        # At boot the bridge's address may come a moment after this unit starts (bind-interfaces
+        # needs it): retry every RestartSec for as long as it takes, never give up.
+        "StartLimitIntervalSec=0",
         "",
         "[Service]",
         "Type=forking",

@@ -165,6 +165,10 @@ def test_unit_text():
     assert "ExecStart=/usr/sbin/dnsmasq --conf-file=/etc/lxcfleet/dnsmasq/br0.conf --pid-file=/var/lib/lxcfleet/dnsmasq/br0.pid\n" in text
     assert "ExecReload=/bin/kill -HUP $MAINPID\n" in text
     assert "WantedBy=multi-user.target\n" in text
+    # At boot the bridge's address may appear after the unit starts: ordered after networkd, and
+    # restarted on failure without a start limit.
+    assert "After=network.target systemd-networkd.service\n" in text
+    assert "StartLimitIntervalSec=0\n" in text and "Restart=on-failure\n" in text
 
 
 class FakeModule:
