@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole lxcfleet.lxc suite, in this order:
 #   unit (pytest tests/unit), integration (pytest tests/integration, real LXC),
+#   molecule (molecule test -s NAME for each scenario of LXCFLEET_MOLECULE_SCENARIOS, on host containers),
 #   sanity (scripts/sanity.sh: ansible-test sanity), lint (ansible-lint), changelog (antsibull-changelog lint).
 # Every stage runs even when an earlier one failed; the exit code is non-zero if any failed.
 # LXCFLEET_TEST_STAGES="unit lint" runs a subset. Extra arguments go to both pytest runs.
@@ -13,7 +14,9 @@ bash "$REPO/scripts/bootstrap.sh" || { echo "test.sh: bootstrap failed" >&2; exi
 # shellcheck source=scripts/env.sh
 . "$REPO/scripts/env.sh"
 
-STAGES="${LXCFLEET_TEST_STAGES:-unit integration sanity lint changelog}"
+STAGES="${LXCFLEET_TEST_STAGES:-unit integration molecule sanity lint changelog}"
+# The molecule scenarios that CI runs (those that pass reliably; docs/testing.md lists them all).
+MOLECULE_SCENARIOS="${LXCFLEET_MOLECULE_SCENARIOS-default}"
 declare -a SUMMARY=("$(printf '%-12s %-18s %5ss' bootstrap passed "$(($(date +%s) - BOOT_START))")")
 FAILED=0
 
@@ -42,8 +45,21 @@ pytest_allow_empty() {
   return "$rc"
 }
 
+# Every scenario runs (a failed one does not stop the others); the time of each is printed.
+molecule_scenarios() {
+  local name start status rc=0
+  for name in $MOLECULE_SCENARIOS; do
+    printf '\n----- molecule test -s %s -----\n' "$name"
+    start=$(date +%s)
+    if molecule test -s "$name"; then status=passed; else status=FAILED; rc=1; fi
+    SUMMARY+=("$(printf '  %-10s %-18s %5ss' "$name" "$status" "$(($(date +%s) - start))")")
+  done
+  return "$rc"
+}
+
 run_stage unit pytest_allow_empty -p no:cacheprovider tests/unit "$@"
 run_stage integration pytest -p no:cacheprovider -rfEs --durations=0 --durations-min=1 tests/integration "$@"
+run_stage molecule molecule_scenarios
 run_stage sanity bash "$REPO/scripts/sanity.sh"
 run_stage lint ansible-lint
 run_stage changelog antsibull-changelog lint

@@ -13,7 +13,7 @@ set -euo pipefail
 CACHE="${LXCFLEET_TESTBED_CACHE:-/var/cache/lxcfleet-testbed}"
 MIRROR="${LXCFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-RECIPE=3  # bump when the steps after debootstrap change (part of the cache key, like the packages)
+RECIPE=4  # bump when the steps after debootstrap change (part of the cache key, like the packages)
 PACKAGES=(
   systemd-sysv dbus libpam-systemd python3 lxc uidmap busybox-static iproute2 nftables dnsmasq-base
   openssh-server acl
@@ -61,6 +61,10 @@ Name=eth0
 DHCP=ipv4
 EOF
 systemctl --root="$root" enable systemd-networkd.service >/dev/null 2>&1
+# In a container with a writable /sys and no udev, networkd waits for udev to announce each link and
+# never configures it; with /sys read-only in its own mount namespace it takes links as they are.
+mkdir -p "$root/etc/systemd/system/systemd-networkd.service.d"
+printf '[Service]\nReadOnlyPaths=/sys\n' >"$root/etc/systemd/system/systemd-networkd.service.d/lxcfleet-readonly-sys.conf"
 printf 'host\n' >"$root/etc/hostname"
 # Every host container makes its own SSH host keys at its first boot (none shared through the image).
 rm -f "$root"/etc/ssh/ssh_host_*

@@ -1,0 +1,65 @@
+"""Scenario unprivileged: alice's ids, quota and lingering, and her container, seen on the host."""
+
+from __future__ import annotations
+
+import re
+
+testinfra_hosts = ["lxc_hosts"]
+
+
+def lxc_info(host, name, *, owner=None):
+    """lxc-info's 'Key: value' lines of a container as {key: [values]} (State, PID, IP ...)."""
+    cmd = "lxc-info -n %s -s -p -i"
+    if owner is not None:
+        # as the owner would log in: its own runtime folder, not root's of this SSH session
+        cmd = f"runuser -u {owner} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {owner}) " + cmd
+    info = {}
+    for line in host.check_output(cmd, name).splitlines():
+        key, _sep, value = line.partition(":")
+        info.setdefault(key.strip(), []).append(value.strip())
+    return info
+
+
+def subid_range(host, path):
+    for line in host.file(path).content_string.splitlines():
+        user, start, count = line.split(":")
+        if user == "alice":
+            return int(start), int(count)
+    raise AssertionError(f"no range of alice in {path}")
+
+
+def test_user_and_ids(host):
+    assert host.user("alice").exists
+    for path in ("/etc/subuid", "/etc/subgid"):
+        start, count = subid_range(host, path)
+        assert count == 65536 and start >= 100000
+
+
+def test_usernet_quota(host):
+    lines = [line.split() for line in host.file("/etc/lxc/lxc-usernet").content_string.splitlines()]
+    assert ["alice", "veth", "lxcbr0", "10"] in lines, lines
+
+
+def test_lingering(host):
+    assert host.file("/var/lib/systemd/linger/alice").exists
+    assert host.service("user@%d" % host.user("alice").uid).is_running
+
+
+def test_container_runs_unprivileged_as_alice(host):
+    info = lxc_info(host, "app1", owner="alice")
+    assert info["State"] == ["RUNNING"] and info["IP"] == ["10.0.3.30"], info
+    pid = int(info["PID"][0])
+    # The container's root is alice's first subordinate uid on the host.
+    uid_start, _count = subid_range(host, "/etc/subuid")
+    uids = re.search(r"^Uid:\s+(\d+)", host.file(f"/proc/{pid}/status").content_string, re.M).group(1)
+    assert int(uids) == uid_start
+    # ... and it lives in a cgroup delegated to alice's systemd instance.
+    cgroup = host.file(f"/proc/{pid}/cgroup").content_string
+    assert re.search(r"^0::/user\.slice/user-\d+\.slice/user@\d+\.service/.*lxc\.payload\.app1$", cgroup, re.M), cgroup
+    # Nothing of root's: root has no container named app1.
+    assert host.run("lxc-info -n app1 -s").rc != 0
+
+
+def test_lease_file(host):
+    lease = host.file("/etc/lxcfleet/dnsmasq/lxcbr0.hosts.d/app1").content_string.strip()
+    assert lease.endswith(",10.0.3.30,app1")
