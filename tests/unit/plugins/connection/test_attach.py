@@ -246,7 +246,9 @@ def test_remote_argv_goes_through_ssh(fake_lxc):
     assert argv[0] == "ssh" and "Port=2200" in argv and "User=admin" in argv
     assert argv[-2] == "lxc1.example"
     words = shlex.split(argv[-1])
-    assert "runuser" in words and words.count("/home/alice/.local/share/lxc") == 2
+    # runuser directly, or (cgroup2 host with the owner's systemd) through a delegated user scope
+    assert "runuser" in words and words.count("/home/alice/.local/share/lxc") == 3
+    assert "systemd-run" in words and "Delegate=yes" in words
     assert any(word.startswith("echo ü") for word in words)
 
 
