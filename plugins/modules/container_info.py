@@ -125,7 +125,7 @@ from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
 _bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import describe_container
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import LxcRunner, validate_name
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import LxcError, LxcRunner, validate_name
 
 
 def main():
@@ -144,18 +144,34 @@ def main():
             module.fail_json(msg=error)
     lxc = LxcRunner(module, module.params["lxc_path"])
     containers = []
-    for item in names if names is not None else lxc.list_names():
-        if not lxc.exists(item):
-            containers.append(dict(name=item, exists=False, state=None, pid=None, ips=[], interfaces={}, usage={},
-                                   unprivileged=False, lxc_path=lxc.lxc_path, config_path=lxc.config_path(item)))
-            continue
-        entry = describe_container(lxc, item, with_config=module.params["include_config"], usage=True)
-        entry["exists"] = True
-        if module.params["include_config"]:
-            with open(lxc.config_path(item), encoding="utf-8", errors="replace") as handle:
-                entry["config_text"] = handle.read()
+    listing = names is None
+    for item in lxc.list_names() if listing else names:
+        entry = describe(lxc, item, module.params["include_config"])
+        if entry is None:
+            if listing:
+                continue  # removed by someone else since lxc-ls listed it
+            entry = dict(name=item, exists=False, state=None, pid=None, ips=[], interfaces={}, usage={},
+                         unprivileged=False, lxc_path=lxc.lxc_path, config_path=lxc.config_path(item))
         containers.append(entry)
     module.exit_json(changed=False, containers=containers)
+
+
+def describe(lxc, name, include_config):
+    """One existing container, or None when it does not exist (also when it disappears while it is read:
+    another run may destroy containers of the same lxc path at any moment)."""
+    if not lxc.exists(name):
+        return None
+    try:
+        entry = describe_container(lxc, name, with_config=include_config, usage=True)
+        if include_config:
+            with open(lxc.config_path(name), encoding="utf-8", errors="replace") as handle:
+                entry["config_text"] = handle.read()
+    except (OSError, LxcError):
+        if lxc.exists(name):
+            raise
+        return None
+    entry["exists"] = True
+    return entry
 
 
 if __name__ == "__main__":
