@@ -185,8 +185,16 @@ if command -v curl >/dev/null 2>&1; then
 else
   FETCH=(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$URL")
 fi
-if ! PAGE="$("${FETCH[@]}")"; then
-  log "${FETCH[*]} failed: the published port does not answer"
+# A service that site.yml has just (re)started may need a few seconds before it listens.
+PAGE=""
+for _ in $(seq 1 20); do
+  if PAGE="$("${FETCH[@]}" 2>/dev/null)"; then break; fi
+  PAGE=""
+  sleep 1
+done
+if [[ -z "$PAGE" ]]; then
+  "${FETCH[@]}" >/dev/null || true
+  log "${FETCH[*]} failed for 20 s: the published port does not answer"
   exit 1
 fi
 printf -v SHOWN '%q ' "${FETCH[@]}"
