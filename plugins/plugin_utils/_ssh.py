@@ -151,9 +151,9 @@ def remote_script(argv: list[str], owner: str | None) -> str:
     q_owner = shlex.quote(owner)
     return (
         f'if [ "$(id -un)" = {q_owner} ]; then exec {joined}; '
-        f'elif [ "$(id -u)" = 0 ]; then d=/run/user/$(id -u {q_owner}); '
-        f'if [ -d "$d" ]; then export XDG_RUNTIME_DIR="$d"; else unset XDG_RUNTIME_DIR; fi; '
-        f'if [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -S "$d/systemd/private" ]; then '
+        f'elif [ "$(id -u)" = 0 ]; then u=$(id -u {q_owner} 2>/dev/null); d=/run/user/$u; '
+        f'if [ -n "$u" ] && [ -d "$d" ]; then export XDG_RUNTIME_DIR="$d"; else unset XDG_RUNTIME_DIR; fi; '
+        f'if [ -n "$u" ] && [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -S "$d/systemd/private" ]; then '
         f'exec runuser -u {q_owner} -- systemd-run --user --scope --quiet -p Delegate=yes -- {joined}; fi; '
         f'exec runuser -u {q_owner} -- {joined}; '
         f'else echo "lxcfleet: the container belongs to "{q_owner}", but SSH logged in as $(id -un), '

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import stat
+import subprocess
 import sys
 import textwrap
 
@@ -304,3 +305,16 @@ def test_env_from_the_environment_is_a_json_object(fake_lxc, tmp_path, monkeypat
     conn = make_conn(fake_lxc)
     with pytest.raises(AnsibleConnectionFailure, match="env: must be a mapping, not list"):
         conn.exec_command("true")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the remote script's owner branch runs as root")
+def test_remote_script_as_root_for_a_missing_and_an_existing_owner():
+    """The script itself, run by a real /bin/sh as root: a missing owner gets runuser's own error
+    (nothing from id first), an existing one runs the command as that user."""
+    from ansible_collections.lxcfleet.lxc.plugins.plugin_utils._ssh import remote_script
+
+    missing = subprocess.run(["sh", "-c", remote_script(["true"], "lfnosuchowner")], capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert missing.stderr.startswith("runuser: user lfnosuchowner does not exist")
+    existing = subprocess.run(["sh", "-c", remote_script(["id", "-un"], "nobody")], capture_output=True, text=True)
+    assert existing.returncode == 0 and existing.stdout.strip() == "nobody"
