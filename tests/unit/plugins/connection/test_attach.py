@@ -313,8 +313,10 @@ def test_remote_script_as_root_for_a_missing_and_an_existing_owner():
     (nothing from id first), an existing one runs the command as that user."""
     from ansible_collections.lxcfleet.lxc.plugins.plugin_utils._ssh import remote_script
 
-    missing = subprocess.run(["sh", "-c", remote_script(["true"], "lfnosuchowner")], capture_output=True, text=True)
+    missing = subprocess.run(["sh", "-c", remote_script(["true"], "lfnosuchowner")], capture_output=True, text=True,
+                             check=False)
     assert missing.returncode != 0
     assert missing.stderr.startswith("runuser: user lfnosuchowner does not exist")
-    existing = subprocess.run(["sh", "-c", remote_script(["id", "-un"], "nobody")], capture_output=True, text=True)
+    existing = subprocess.run(["sh", "-c", remote_script(["id", "-un"], "nobody")], capture_output=True, text=True,
+                              check=False)
     assert existing.returncode == 0 and existing.stdout.strip() == "nobody"
