@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
 import zipfile
@@ -57,7 +58,6 @@ def test_miss_compiles_and_stores_then_hit_reads_the_entry(tmp_path, cache):
     assert os.stat(os.path.join(cache, stored[0])).st_mode & 0o077 == 0
     # Prove the second import comes from the entry: put other code under the same name.
     with open(os.path.join(cache, stored[0]), "wb") as handle:
-        import marshal
         handle.write(marshal.dumps(compile("VALUE = 'from cache'\n", "x", "exec")))
     assert load(finder, entry).VALUE == "from cache"
 
@@ -81,30 +81,23 @@ def test_corrupt_entry_falls_back_to_compiling(tmp_path, cache):
     assert load(finder, entry).VALUE == 3
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give an entry another owner")
-def test_entry_of_another_owner_is_not_read(tmp_path, cache):
-    entry = make_zip(tmp_path, "VALUE = 'source'\n")
-    finder = _bytecode.CacheFinder(cache, os.geteuid())
-    load(finder, entry)
-    (name,) = entries(cache)
-    path = os.path.join(cache, name)
-    import marshal
-    with open(path, "wb") as handle:
-        handle.write(marshal.dumps(compile("VALUE = 'planted'\n", "x", "exec")))
+def _foreign_owner(path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give an entry another owner")
     os.chown(path, 65534, 65534)
-    assert load(finder, entry).VALUE == "source"
 
 
-def test_group_writable_entry_is_not_read(tmp_path, cache):
+@pytest.mark.parametrize("make_unsafe", [_foreign_owner, lambda path: os.chmod(path, 0o620)],
+                         ids=["another-owner", "group-writable"])
+def test_unsafe_entry_is_not_read(tmp_path, cache, make_unsafe):
     entry = make_zip(tmp_path, "VALUE = 'source'\n")
     finder = _bytecode.CacheFinder(cache, os.geteuid())
     load(finder, entry)
     (name,) = entries(cache)
     path = os.path.join(cache, name)
-    import marshal
     with open(path, "wb") as handle:
         handle.write(marshal.dumps(compile("VALUE = 'planted'\n", "x", "exec")))
-    os.chmod(path, 0o620)
+    make_unsafe(path)
     assert load(finder, entry).VALUE == "source"
 
 
