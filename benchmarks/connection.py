@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 
-from bench_common import BenchError, log, ratio, run, tail, terminate
+from bench_common import BenchError, caller_env, log, ratio, run, tail, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -68,7 +68,7 @@ BIG_MB = 200
 
 
 def ansible_env():
-    base = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_') and k != 'PYTHONPATH'}
+    base = caller_env(drop=('PYTHONPATH',))
     rc, out = run(['bash', '-c', '. "$1/scripts/env.sh" && env -0', 'env', REPO], env=base)
     env = dict(item.split('=', 1) for item in out.split('\0') if '=' in item)
     env.update({'ANSIBLE_CONFIG': os.path.join(HERE, 'ansible.cfg'), 'ANSIBLE_FORCE_COLOR': 'False',

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import BenchError, log, ratio, run, terminate
+from bench_common import BenchError, caller_env, log, ratio, run, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -49,7 +49,7 @@ LIMIT_CREATE = 1.1
 
 
 def ansible_env():
-    base = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    base = caller_env()
     rc, out = run(['bash', '-c', '. "$1/scripts/env.sh" && env -0', 'env', REPO], env=base)
     env = dict(item.split('=', 1) for item in out.split('\0') if '=' in item)
     env.update({'ANSIBLE_CONFIG': os.path.join(HERE, 'ansible.cfg'), 'ANSIBLE_PIPELINING': 'True',

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import BenchError, emit, log, ratio, run, tail, terminate
+from bench_common import BenchError, caller_env, emit, log, ratio, run, tail, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -90,7 +90,7 @@ class NatBench(object):
 
     def ansible_env(self):
         """The environment of scripts/env.sh, with benchmarks/ansible.cfg and pipelining on."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+        base = caller_env()
         rc, out = run(['bash', '-c', '. "$1/scripts/env.sh" && env -0', 'env', REPO], env=base)
         if rc != 0:
             raise BenchError('cannot source scripts/env.sh')

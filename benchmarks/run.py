@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import BenchError, emit, log, ratio, run, tail, terminate
+from bench_common import BenchError, caller_env, emit, log, ratio, run, tail, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -139,7 +139,7 @@ class Bench(object):
     # ------------------------------------------------------------------ environment
 
     def ansible_env(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+        env = caller_env()
         env.update({
             'ANSIBLE_CONFIG': os.path.join(HERE, 'ansible.cfg'),
             'ANSIBLE_COLLECTIONS_PATH': os.path.join(REPO, '.build', 'collections'),
