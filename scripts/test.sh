@@ -45,15 +45,37 @@ pytest_allow_empty() {
   return "$rc"
 }
 
-# Every scenario runs (a failed one does not stop the others); the time of each is printed.
+# Every scenario runs (a failed one does not stop the others); up to LXCFLEET_MOLECULE_JOBS of them at
+# once (default 2: they use different host containers, bridges and subnets, and molecule keeps each
+# scenario's state in its own ephemeral folder). Each scenario's output is printed whole when it ends.
 molecule_scenarios() {
-  local name start status rc=0
+  local jobs="${LXCFLEET_MOLECULE_JOBS:-2}" logs name pid rc=0
+  local -A pids=()
+  logs="$(mktemp -d)"
+  run_one() {
+    local start=$1; shift
+    if molecule test -s "$1" >"$logs/$1.log" 2>&1; then echo passed >"$logs/$1.status"
+    else echo FAILED >"$logs/$1.status"; fi
+    echo "$(($(date +%s) - start))" >"$logs/$1.seconds"
+  }
+  report() {
+    printf '\n----- molecule test -s %s -----\n' "$1"
+    cat "$logs/$1.log"
+    SUMMARY+=("$(printf '  %-12s %-16s %5ss' "$1" "$(cat "$logs/$1.status")" "$(cat "$logs/$1.seconds")")")
+    [[ "$(cat "$logs/$1.status")" == passed ]] || rc=1
+  }
   for name in $MOLECULE_SCENARIOS; do
-    printf '\n----- molecule test -s %s -----\n' "$name"
-    start=$(date +%s)
-    if molecule test -s "$name"; then status=passed; else status=FAILED; rc=1; fi
-    SUMMARY+=("$(printf '  %-10s %-18s %5ss' "$name" "$status" "$(($(date +%s) - start))")")
+    while (( ${#pids[@]} >= jobs )); do
+      wait -n
+      for pid in "${!pids[@]}"; do kill -0 "$pid" 2>/dev/null || unset "pids[$pid]"; done
+    done
+    run_one "$(date +%s)" "$name" &
+    pids[$!]=$name
+    echo "molecule: started $name ($(date +%T))"
   done
+  wait
+  for name in $MOLECULE_SCENARIOS; do report "$name"; done
+  rm -rf "$logs"
   return "$rc"
 }
 
