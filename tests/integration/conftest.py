@@ -217,6 +217,12 @@ def cleanup_prefix(prefix: str, workdir: Path | None = None) -> list[str]:
         for lxc_path in (home / ".local/share/lxc",):
             _destroy_containers(lxc_path, None, log)
 
+    # Lock files the modules keep next to containers (.NAME.lxcfleet-lock) of prefixed names that
+    # lxc-destroy above removed without the module.
+    for lock in DEFAULT_LXC_PATH.glob(f".{prefix}*.lxcfleet-lock"):
+        lock.unlink(missing_ok=True)
+        log.append(f"rm {lock}")
+
     # dnsmasq and test image servers started for the target: their argv names the prefix.
     _kill(
         _pids_matching(lambda argv, uid: os.path.basename(argv[0]) == b"dnsmasq" and any(pb in a for a in argv)),
