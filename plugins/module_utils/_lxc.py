@@ -280,7 +280,8 @@ class LxcRunner:
         )
         return rc == 0
 
-    def attach(self, name: str, argv, env=None, chdir=None, data=None, clear_env=True, uid=None, gid=None):
+    def attach(self, name: str, argv, env=None, chdir=None, data=None, clear_env=True, uid=None, gid=None, prefix=()):
+        """``lxc-attach`` (after the argv ``prefix``, e.g. a delegated systemd scope for a user)."""
         args = []
         if clear_env:
             args.append("--clear-env")
@@ -296,7 +297,7 @@ class LxcRunner:
             # the container's own sh with the directory and argv passed as positional parameters.
             args += ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", chdir]
         args += list(argv)
-        return self.run("lxc-attach", name, args, check=False, data=data)
+        return self.run("lxc-attach", name, args, check=False, data=data, prefix=prefix)
 
 
 def poll(predicate, timeout: float, first: float = 0.02, factor: float = 1.5, longest: float = 0.5):

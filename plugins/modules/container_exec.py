@@ -14,6 +14,12 @@ description:
   - The command is an argv list and is never passed through a shell. Use O(command=[/bin/sh, -c, ...])
     to run a shell script on purpose.
   - Fails when the command exits non-zero, unless O(check_rc=false).
+  - Run as a user other than root (the owner of an unprivileged container, for example with
+    C(become_user)) on a pure cgroup2 host, C(lxc-attach) must be able to move into the container's
+    cgroup, which lives in the user's delegated subtree. When the user's current cgroup is not theirs
+    (as after C(su) or C(runuser) from root), the command runs in a scope of the user's systemd instance,
+    C(systemd-run --user --scope -p Delegate=yes), like the P(lxcfleet.lxc.container#module) module
+    starts such a container; that needs a systemd user instance (lingering).
 author:
   - lxcfleet developers (@lxcfleet)
 extends_documentation_fragment:
@@ -131,15 +137,52 @@ skipped_reason:
   sample: /usr/bin/python3 exists
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
 
 _bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
 
+from ansible_collections.lxcfleet.lxc.plugins.module_utils import _unpriv
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import LxcRunner, validate_name
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def user_environment(who):
+    """For a user other than root: its own runtime folder, and where cgroup2 needs it, the argv prefix
+    that puts lxc-attach into a delegated scope of the user's systemd.
+
+    Returns ``(wrapper, problem)``; ``problem`` says why no scope can be had (shown when the attach
+    then fails).
+    """
+    if who.is_root:
+        return [], None
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        try:
+            owner = os.stat(runtime).st_uid
+        except OSError:
+            owner = None
+        if owner != who.uid:
+            # Inherited from the user that became this one (su keeps root's /run/user/0).
+            own = "/run/user/%d" % who.uid
+            if os.path.isdir(own) and os.stat(own).st_uid == who.uid:
+                os.environ["XDG_RUNTIME_DIR"] = own
+            else:
+                del os.environ["XDG_RUNTIME_DIR"]
+    wrapper, env, problem = _unpriv.cgroup_delegation(who)
+    os.environ.update(env)
+    return wrapper, problem
+
+
+def hint(scope_problem, stderr):
+    """The reason a user's lxc-attach could not join the container's cgroup, when that is what failed."""
+    if scope_problem and "cgroup" in stderr:
+        return "; " + scope_problem
+    return ""
 
 
 def main():
@@ -174,6 +217,7 @@ def main():
     for option in ("chdir", "creates", "removes"):
         if p[option] is not None and not p[option].startswith("/"):
             module.fail_json(msg="%s must be an absolute path inside the container" % option)
+    wrapper, scope_problem = user_environment(_unpriv.Identity.current())
     lxc = LxcRunner(module, p["lxc_path"])
     if not lxc.exists(p["name"]):
         module.fail_json(msg="container %s does not exist in %s" % (p["name"], lxc.lxc_path))
@@ -188,9 +232,11 @@ def main():
         path = p[option]
         if path is None:
             continue
-        rc, out, err = lxc.attach(p["name"], ["/bin/sh", "-c", 'test -e "$1"', "sh", path], env={"PATH": DEFAULT_PATH})
+        rc, out, err = lxc.attach(p["name"], ["/bin/sh", "-c", 'test -e "$1"', "sh", path], env={"PATH": DEFAULT_PATH},
+                                  prefix=wrapper)
         if rc not in (0, 1):
-            module.fail_json(msg="%s: cannot test %s in container %s: %s" % (option, path, p["name"], err.strip()), **result)
+            module.fail_json(msg="%s: cannot test %s in container %s: %s%s"
+                             % (option, path, p["name"], err.strip(), hint(scope_problem, err)), **result)
         if (rc == 0) != want:
             result["skipped_reason"] = "%s %s" % (path, "exists" if rc == 0 else "does not exist")
             module.exit_json(**result)
@@ -198,10 +244,11 @@ def main():
     if module.check_mode:
         module.exit_json(**result)
     data = p["stdin"].encode("utf-8") if p["stdin"] is not None else None
-    rc, out, err = lxc.attach(p["name"], p["command"], env=env, chdir=p["chdir"], data=data, uid=p["uid"], gid=p["gid"])
+    rc, out, err = lxc.attach(p["name"], p["command"], env=env, chdir=p["chdir"], data=data, uid=p["uid"], gid=p["gid"],
+                              prefix=wrapper)
     result.update(rc=rc, stdout=out, stderr=err, stdout_lines=out.splitlines(), stderr_lines=err.splitlines())
     if rc != 0 and p["check_rc"]:
-        module.fail_json(msg="command exited with rc %d in container %s" % (rc, p["name"]), **result)
+        module.fail_json(msg="command exited with rc %d in container %s%s" % (rc, p["name"], hint(scope_problem, err)), **result)
     # A non-zero rc alone would make Ansible call the task failed: say explicitly that it is not.
     module.exit_json(**result)
 

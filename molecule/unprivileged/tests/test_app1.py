@@ -18,3 +18,5 @@ def test_inside(host):
 
 def test_network(host):
     assert "10.0.3.30" in host.interface("eth0").addresses
+    assert "default via 10.0.3.1" in host.check_output("ip -4 route")
+    host.run_expect([0], "busybox ping -c 1 -W 5 10.0.3.1")

@@ -55,9 +55,15 @@ def test_container_runs_unprivileged_as_alice(host):
     assert int(uids) == uid_start
     # ... and it lives in a cgroup delegated to alice's systemd instance.
     cgroup = host.file(f"/proc/{pid}/cgroup").content_string
-    assert re.search(r"^0::/user\.slice/user-\d+\.slice/user@\d+\.service/.*lxc\.payload\.app1$", cgroup, re.M), cgroup
+    assert re.search(r"^0::/user\.slice/user-\d+\.slice/user@\d+\.service/.*lxc\.payload\.app1(/init\.scope)?$", cgroup, re.M), cgroup
+    # The file the converge wrote through the attach connection belongs, on the host, to that uid too.
+    assert host.file(f"/proc/{pid}/root/etc/lfm-owner").uid == uid_start
     # Nothing of root's: root has no container named app1.
     assert host.run("lxc-info -n app1 -s").rc != 0
+
+
+def test_container_reachable_from_host(host):
+    host.run_expect([0], "busybox ping -c 1 -W 5 10.0.3.30")
 
 
 def test_lease_file(host):
