@@ -13,7 +13,7 @@ set -euo pipefail
 CACHE="${LXCFLEET_TESTBED_CACHE:-/var/cache/lxcfleet-testbed}"
 MIRROR="${LXCFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-RECIPE=4  # bump when the steps after debootstrap change (part of the cache key, like the packages)
+RECIPE=5  # bump when the steps after debootstrap change (part of the cache key, like the packages)
 PACKAGES=(
   systemd-sysv dbus libpam-systemd python3 lxc uidmap busybox-static iproute2 nftables dnsmasq-base
   openssh-server acl
@@ -65,7 +65,11 @@ systemctl --root="$root" enable systemd-networkd.service >/dev/null 2>&1
 # never configures it; with /sys read-only in its own mount namespace it takes links as they are.
 mkdir -p "$root/etc/systemd/system/systemd-networkd.service.d"
 printf '[Service]\nReadOnlyPaths=/sys\n' >"$root/etc/systemd/system/systemd-networkd.service.d/lxcfleet-readonly-sys.conf"
-printf 'host\n' >"$root/etc/hostname"
+# The container's own name, as in the images of LXC's image servers: LXC_NAME is replaced when a
+# container is made from the image (the metadata's templates file below, and the test image server's
+# Debian image, list these two files), and systemd sets the host name from /etc/hostname at boot.
+printf 'LXC_NAME\n' >"$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tLXC_NAME\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 # Every host container makes its own SSH host keys at its first boot (none shared through the image).
 rm -f "$root"/etc/ssh/ssh_host_*
 mkdir -p "$root/etc/systemd/system/ssh.service.d"
@@ -86,7 +90,8 @@ cat >"$work/meta/config" <<'EOF'
 lxc.include = LXC_TEMPLATE_CONFIG/common.conf
 lxc.arch = linux64
 EOF
-tar -C "$work/meta" -cJf "$work/meta.tar.xz" config
+printf '/etc/hostname\n/etc/hosts\n' >"$work/meta/templates"
+tar -C "$work/meta" -cJf "$work/meta.tar.xz" config templates
 mkdir -p "$dest.tmp"
 mv "$work/rootfs.tar.xz" "$work/meta.tar.xz" "$dest.tmp/"
 printf '%s\n' "${PACKAGES[@]}" >"$dest.tmp/packages"
