@@ -7,19 +7,6 @@ import re
 testinfra_hosts = ["lxc_hosts"]
 
 
-def lxc_info(host, name, *, owner=None):
-    """lxc-info's 'Key: value' lines of a container as {key: [values]} (State, PID, IP ...)."""
-    cmd = "lxc-info -n %s -s -p -i"
-    if owner is not None:
-        # as the owner would log in: its own runtime folder, not root's of this SSH session
-        cmd = f"runuser -u {owner} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {owner}) " + cmd
-    info = {}
-    for line in host.check_output(cmd, name).splitlines():
-        key, _sep, value = line.partition(":")
-        info.setdefault(key.strip(), []).append(value.strip())
-    return info
-
-
 def subid_range(host, path):
     for line in host.file(path).content_string.splitlines():
         user, start, count = line.split(":")
@@ -45,7 +32,7 @@ def test_lingering(host):
     assert host.service("user@%d" % host.user("alice").uid).is_running
 
 
-def test_container_runs_unprivileged_as_alice(host):
+def test_container_runs_unprivileged_as_alice(host, lxc_info):
     info = lxc_info(host, "app1", owner="alice")
     assert info["State"] == ["RUNNING"] and info["IP"] == ["10.0.3.30"], info
     pid = int(info["PID"][0])
