@@ -16,7 +16,7 @@ bash "$REPO/scripts/bootstrap.sh" || { echo "test.sh: bootstrap failed" >&2; exi
 
 STAGES="${LXCFLEET_TEST_STAGES:-unit integration molecule sanity lint changelog}"
 # The molecule scenarios that CI runs (those that pass reliably; docs/testing.md lists them all).
-MOLECULE_SCENARIOS="${LXCFLEET_MOLECULE_SCENARIOS-default}"
+MOLECULE_SCENARIOS="${LXCFLEET_MOLECULE_SCENARIOS-default multihost reboot unprivileged}"
 declare -a SUMMARY=("$(printf '%-12s %-18s %5ss' bootstrap passed "$(($(date +%s) - BOOT_START))")")
 FAILED=0
 
@@ -46,10 +46,10 @@ pytest_allow_empty() {
 }
 
 # Every scenario runs (a failed one does not stop the others); up to LXCFLEET_MOLECULE_JOBS of them at
-# once (default 2: they use different host containers, bridges and subnets, and molecule keeps each
+# once (default 4, all of them: they use different host containers, bridges and subnets, and molecule keeps each
 # scenario's state in its own ephemeral folder). Each scenario's output is printed whole when it ends.
 molecule_scenarios() {
-  local jobs="${LXCFLEET_MOLECULE_JOBS:-2}" logs name pid rc=0
+  local jobs="${LXCFLEET_MOLECULE_JOBS:-4}" logs name pid rc=0
   local -A pids=()
   logs="$(mktemp -d)"
   run_one() {

@@ -12,16 +12,6 @@ HOST_ADDRESS = "10.254.1.2"
 FLEET = {"web1": ("RUNNING", "10.0.3.10"), "web2": ("RUNNING", "10.0.3.11"), "db1": ("STOPPED", "10.0.3.20")}
 
 
-def lxc_info(host, name, *, owner=None):
-    """lxc-info's 'Key: value' lines of a container as {key: [values]} (State, PID, IP ...)."""
-    cmd = "lxc-info -n %s -s -p -i" if owner is None else "runuser -u " + owner + " -- lxc-info -n %s -s -p -i"
-    info = {}
-    for line in host.check_output(cmd, name).splitlines():
-        key, _sep, value = line.partition(":")
-        info.setdefault(key.strip(), []).append(value.strip())
-    return info
-
-
 def test_systemd_and_services(host):
     assert host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
     assert host.service("systemd-networkd").is_running
@@ -48,7 +38,7 @@ def test_nat_tables(host):
     assert host.file("/etc/nftables.d/lxcfleet-lxcfleet_fleet.nft").contains("10.0.3.10")
 
 
-def test_fleet_states_and_addresses(host):
+def test_fleet_states_and_addresses(host, lxc_info):
     for name, (state, address) in FLEET.items():
         info = lxc_info(host, name)
         assert info["State"] == [state], (name, info)

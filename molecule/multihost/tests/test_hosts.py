@@ -7,17 +7,7 @@ testinfra_hosts = ["lxc_hosts"]
 CONTAINER = {"lfm-multi-h1": "app1", "lfm-multi-h2": "app2"}
 
 
-def lxc_info(host, name, *, owner=None):
-    """lxc-info's 'Key: value' lines of a container as {key: [values]} (State, PID, IP ...)."""
-    cmd = "lxc-info -n %s -s -p -i" if owner is None else "runuser -u " + owner + " -- lxc-info -n %s -s -p -i"
-    info = {}
-    for line in host.check_output(cmd, name).splitlines():
-        key, _sep, value = line.partition(":")
-        info.setdefault(key.strip(), []).append(value.strip())
-    return info
-
-
-def test_own_container_only(host):
+def test_own_container_only(host, lxc_info):
     name = host.backend.get_hostname()
     # besides the fleet's own base for clones (lxc_fleet_base), whose name the container module makes
     names = [n for n in host.check_output("lxc-ls -1").split() if not n.startswith("lxcfleet-base-")]

@@ -14,15 +14,6 @@ HOST_ADDRESS = "10.254.4.2"
 FLEET = {"app1": ("RUNNING", "10.0.3.10"), "app2": ("RUNNING", "10.0.3.11"), "app3": ("STOPPED", "10.0.3.12")}
 
 
-def lxc_info(host, name):
-    """lxc-info's 'Key: value' lines of a container as {key: [values]} (State, PID, IP)."""
-    info = {}
-    for line in host.check_output("lxc-info -n %s -s -p -i", name).splitlines():
-        key, _sep, value = line.partition(":")
-        info.setdefault(key.strip(), []).append(value.strip())
-    return info
-
-
 def started_at(host, pid):
     """Start time of a process in seconds since the (machine's) boot: field 22 of /proc/PID/stat."""
     fields = host.file(f"/proc/{pid}/stat").content_string.rpartition(")")[2].split()
@@ -82,7 +73,7 @@ def test_dhcp_back_with_the_static_leases(host):
         assert re.search(rf"^\d+ {re.escape(mac)} {re.escape(address)} ", leases, re.M), leases
 
 
-def test_autostart_containers_back_the_other_stopped(host):
+def test_autostart_containers_back_the_other_stopped(host, lxc_info):
     assert host.service("lxc").is_enabled
     for name, (state, address) in FLEET.items():
         info = lxc_info(host, name)
@@ -91,7 +82,7 @@ def test_autostart_containers_back_the_other_stopped(host):
     assert not host.file("/var/lib/lxc/app3/config").contains("^lxc.start.auto *= *1")
 
 
-def test_autostart_order(host):
+def test_autostart_order(host, lxc_info):
     # lxc.start.order 10 (app1) before 20 (app2); app1's lxc.start.delay of 3 s comes between them.
     app1 = started_at(host, lxc_info(host, "app1")["PID"][0])
     app2 = started_at(host, lxc_info(host, "app2")["PID"][0])
