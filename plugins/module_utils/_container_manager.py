@@ -393,19 +393,7 @@ class ContainerManager:
         self.start_problem = None
         if self.who.is_root:
             return
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if runtime:
-            try:
-                owner = os.stat(runtime).st_uid
-            except OSError:
-                owner = None
-            if owner != self.who.uid:
-                # Inherited from the user that became this one: LXC would put its sockets there and fail.
-                own = "/run/user/%d" % self.who.uid
-                if os.path.isdir(own) and os.stat(own).st_uid == self.who.uid:
-                    os.environ["XDG_RUNTIME_DIR"] = own
-                else:
-                    del os.environ["XDG_RUNTIME_DIR"]
+        _unpriv.use_own_runtime_dir(self.who)
         wrapper, env, problem = _unpriv.cgroup_delegation(self.who)
         self.lxc.start_wrapper = wrapper
         self.lxc.env.update(env)

@@ -291,6 +291,31 @@ def usernet_problems(who: Identity, nics, path: str = USERNET) -> list:
     return problems
 
 
+def use_own_runtime_dir(who: Identity, environ=None) -> None:
+    """Point XDG_RUNTIME_DIR at the user's own /run/user/UID when the inherited one belongs to another
+    user (su and become keep root's /run/user/0, where LXC would put its sockets and fail), or drop it
+    when the user has no runtime folder of its own. Nothing changes for root."""
+    environ = os.environ if environ is None else environ
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if who.is_root or not runtime:
+        return
+    try:
+        owner = os.stat(runtime).st_uid
+    except OSError:
+        owner = None
+    if owner == who.uid:
+        return
+    own = "/run/user/%d" % who.uid
+    try:
+        mine = stat.S_ISDIR(os.stat(own).st_mode) and os.stat(own).st_uid == who.uid
+    except OSError:
+        mine = False
+    if mine:
+        environ["XDG_RUNTIME_DIR"] = own
+    else:
+        del environ["XDG_RUNTIME_DIR"]
+
+
 def cgroup_delegation(who: Identity, root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup",
                       run_user: str = "/run/user"):
     """How lxc-start should run for ``who`` on this host's cgroups.

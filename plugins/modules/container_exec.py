@@ -160,19 +160,7 @@ def user_environment(who):
     """
     if who.is_root:
         return [], None
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        try:
-            owner = os.stat(runtime).st_uid
-        except OSError:
-            owner = None
-        if owner != who.uid:
-            # Inherited from the user that became this one (su keeps root's /run/user/0).
-            own = "/run/user/%d" % who.uid
-            if os.path.isdir(own) and os.stat(own).st_uid == who.uid:
-                os.environ["XDG_RUNTIME_DIR"] = own
-            else:
-                del os.environ["XDG_RUNTIME_DIR"]
+    _unpriv.use_own_runtime_dir(who)
     wrapper, env, problem = _unpriv.cgroup_delegation(who)
     os.environ.update(env)
     return wrapper, problem

@@ -331,3 +331,33 @@ def test_diagnose_orders_and_collects(open_tmp, monkeypatch):
     assert causes[2].startswith("%s (mode 0700" % (tmp_path / "c"))
     assert causes[-1].startswith("the umask of this run is 0027")
     assert _unpriv.diagnose({"lxc.idmap": ["bogus"]}, ALICE, str(rootfs), [])[0].startswith("lxc.idmap: ")
+
+
+# --------------------------------------------------------------------------------------------
+# the runtime folder of a user that became another one
+# --------------------------------------------------------------------------------------------
+
+
+def test_own_runtime_dir_replaces_or_drops_a_foreign_one(tmp_path):
+    foreign = tmp_path / "run-user-0"
+    foreign.mkdir()  # owned by the test's user, not by uid 1001
+    own_exists = os.path.isdir("/run/user/1001") and os.stat("/run/user/1001").st_uid == 1001
+    environ = {"XDG_RUNTIME_DIR": str(foreign), "HOME": "/home/alice"}
+    _unpriv.use_own_runtime_dir(ALICE, environ)
+    if own_exists:
+        assert environ["XDG_RUNTIME_DIR"] == "/run/user/1001"
+    else:
+        assert "XDG_RUNTIME_DIR" not in environ
+    assert environ["HOME"] == "/home/alice"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a folder to uid 1001")
+def test_own_runtime_dir_keeps_the_users_own_and_roots(tmp_path):
+    alices = tmp_path / "alices"
+    alices.mkdir()
+    os.chown(alices, 1001, 1001)
+    for who, environ in ((ALICE, {"XDG_RUNTIME_DIR": str(alices)}), (ROOT, {"XDG_RUNTIME_DIR": str(tmp_path)}),
+                         (ALICE, {})):
+        before = dict(environ)
+        _unpriv.use_own_runtime_dir(who, environ)
+        assert environ == before
