@@ -307,10 +307,10 @@ def use_own_runtime_dir(who: Identity, environ=None) -> None:
         return
     own = "/run/user/%d" % who.uid
     try:
-        mine = stat.S_ISDIR(os.stat(own).st_mode) and os.stat(own).st_uid == who.uid
+        st = os.stat(own)
     except OSError:
-        mine = False
-    if mine:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == who.uid:
         environ["XDG_RUNTIME_DIR"] = own
     else:
         del environ["XDG_RUNTIME_DIR"]
