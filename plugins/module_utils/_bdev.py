@@ -57,11 +57,12 @@ _PREFIXES = {"dir": "dir", "btrfs": "btrfs", "loop": "loop", "lvm": "lvm", "zfs"
              "overlayfs": "overlayfs", "rbd": "rbd", "nbd": "nbd", "aufs": "aufs"}
 
 _UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([bBkKmMgGtT])(?:i?[bB])?\s*$")
-_FSTYPE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+# Patterns as text: re compiles (and caches) them on first use, which a run that changes nothing never makes.
+_SIZE_RE = r"^\s*(\d+)\s*([bBkKmMgGtT])(?:i?[bB])?\s*$"
+_FSTYPE_RE = r"^[a-z0-9][a-z0-9._-]{0,31}$"
 # LVM: letters, digits and "+_.-", not starting with "-" (lvm(8) "VALID NAMES").
-_LVM_NAME_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
-_ZFS_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_LVM_NAME_RE = r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$"
+_ZFS_COMPONENT_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 BTRFS_SUBVOLUME_INO = 256  # the inode number of every btrfs subvolume's root directory
 
@@ -75,7 +76,7 @@ class BdevError(Exception):
 
 def parse_size(value, option="backing_store_options.fssize") -> int:
     """Bytes of a size with a unit (``512M``, ``2G``, ``64MiB``; powers of 1024, as LXC reads them)."""
-    match = _SIZE_RE.match(str(value))
+    match = re.match(_SIZE_RE, str(value))
     if not match:
         raise BdevError("%s: %r is not a size; give a number and a unit, for example 512M or 2G (B, K, M, G, T)"
                         % (option, value))
@@ -117,15 +118,15 @@ def validate(store, options) -> dict:
         if key == "fssize":
             value = format_size(parse_size(value, option))
         elif key == "fstype":
-            if not _FSTYPE_RE.match(value):
+            if not re.match(_FSTYPE_RE, value):
                 raise BdevError("%s: %r is not a filesystem type (for example ext4, xfs, btrfs)" % (option, value))
         elif key in ("vgname", "lvname", "thinpool"):
-            if not _LVM_NAME_RE.match(value) or value in (".", ".."):
+            if not re.match(_LVM_NAME_RE, value) or value in (".", ".."):
                 raise BdevError("%s: %r is not a valid LVM name (letters, digits and +_.-, not starting with -)"
                                 % (option, value))
         elif key == "zfsroot":
             parts = value.split("/")
-            if value.startswith("/") or value.endswith("/") or not all(_ZFS_COMPONENT_RE.match(p) for p in parts):
+            if value.startswith("/") or value.endswith("/") or not all(re.match(_ZFS_COMPONENT_RE, p) for p in parts):
                 raise BdevError("%s: %r is not a ZFS dataset name (pool/dataset, for example tank/lxc; no leading /)"
                                 % (option, value))
         elif key == "dir":

@@ -191,9 +191,9 @@ failed_containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
 
-_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._autostart import ARGUMENT_SPEC, Autostart
 

@@ -907,9 +907,9 @@ state_after_failure:
   sample: STOPPED
 """
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
 
-_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import main
 

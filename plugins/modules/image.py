@@ -329,9 +329,9 @@ index:
   sample: https://images.linuxcontainers.org/meta/1.0/index-user.7
 """
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
 
-_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._image import main
 

@@ -224,9 +224,9 @@ actions:
   sample: ["stop container web1", "create snapshot before-upgrade of container web1", "start container web1"]
 """
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
 
-_bytecode.install()  # this collection's module_utils, compiled once per user (see _bytecode)
+install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._snapshot import main
 

@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+
 import pytest
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import (
+    LxcRunner,
     interfaces_from_proc,
     parse_info,
     parse_log_errors,
@@ -98,3 +103,64 @@ def test_validators_refuse_a_final_newline():
     assert not _ssh.USER_NAME_RE.match("bob\n")
     with pytest.raises(Exception):
         _keys.validate_key("lxc.uts.name\n")
+
+
+# A stand-in lxc-info (a real executable): records its argv and LANG, prints what the test asks.
+FAKE_INFO = """#!/usr/bin/python3
+import json, os, sys
+with open(os.environ["FAKE_RECORD"], "w") as handle:
+    json.dump({"argv": sys.argv[1:], "lang": os.environ.get("LANG"), "lc_all": os.environ.get("LC_ALL")}, handle)
+sys.stdout.buffer.write(os.environ["FAKE_OUT"].encode("utf-8", "surrogateescape"))
+sys.stderr.write("warning on stderr\\n")
+sys.exit(int(os.environ["FAKE_RC"]))
+"""
+
+
+class BinModule:
+    """The one AnsibleModule method LxcRunner.info needs."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def get_bin_path(self, tool, required=False):
+        return os.path.join(self.folder, tool)
+
+
+@pytest.fixture
+def fake_info(tmp_path, monkeypatch):
+    tool = tmp_path / "lxc-info"
+    tool.write_text(FAKE_INFO)
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    return LxcRunner(BinModule(str(tmp_path)), lxc_path="/srv/lxc"), record
+
+
+def test_info_runs_lxc_info_with_an_argv_list_and_the_c_locale(fake_info, monkeypatch):
+    runner, record = fake_info
+    monkeypatch.setenv("FAKE_OUT", "State:          RUNNING\nPID:            4242\n")
+    monkeypatch.setenv("FAKE_RC", "0")
+    info = runner.info("web1", ips=True)
+    assert info["state"] == "RUNNING" and info["pid"] == 4242
+    seen = json.loads(record.read_text())
+    assert seen["argv"] == ["-P", "/srv/lxc", "-n", "web1", "-s", "-p", "-H", "-i"]
+    assert seen["lang"] == "C" and seen["lc_all"] == "C"
+
+
+def test_info_of_a_missing_container_has_no_state(fake_info, monkeypatch):
+    runner, record = fake_info
+    monkeypatch.setenv("FAKE_OUT", "")
+    monkeypatch.setenv("FAKE_RC", "1")
+    assert runner.info("nosuch") == {"state": None, "pid": None, "ips": [], "links": []}
+
+
+def test_query_keeps_undecodable_bytes_and_reports_a_missing_tool(fake_info, monkeypatch, tmp_path):
+    runner, record = fake_info
+    monkeypatch.setenv("FAKE_OUT", "name \udcff\n")
+    monkeypatch.setenv("FAKE_RC", "3")
+    rc, out, err = runner.query("lxc-info", "web1", ["-s"])
+    assert rc == 3 and out == "name \udcff\n" and err == "warning on stderr\n"
+    (tmp_path / "lxc-info").unlink()
+    rc, out, err = runner.query("lxc-info", "web1")
+    assert rc == 127 and out == "" and "lxc-info" in err
