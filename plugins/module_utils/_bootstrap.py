@@ -1,7 +1,16 @@
 # Copyright (c) lxcfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # This module_utils file is private to the lxcfleet.lxc collection.
-"""The first lines every module of this collection runs: install the bytecode cache (``_bytecode``).
+"""The first lines every module of this collection runs, when it runs from Ansible's AnsiballZ zip.
+
+``prepare_module()`` does two things there, both for speed, most visible on a task that changes
+nothing:
+
+* ``gc.freeze()``: the objects Ansible's own imports made before the module starts live until the
+  module exits. Frozen, the garbage collector stops scanning them again on every collection during
+  this collection's imports and run (about 1 ms of each task here). Objects made later are
+  collected as usual.
+* It installs the bytecode cache (``_bytecode``).
 
 ``_bytecode`` cannot come from its own cache, and a plain import of it from the AnsiballZ zip
 compiles its source twice on Python 3.11: ``zipimporter.find_spec`` asks for the file name, which
@@ -12,6 +21,7 @@ compiled once. It stays small because it is itself imported the plain way.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import zipimport
@@ -36,11 +46,15 @@ def _load_from_zip(loader):
     return module
 
 
-def install_bytecode_cache(loader=None) -> bool:
-    """``_bytecode.install`` for the zip this file came from; False (nothing done) outside a zip."""
+def prepare_module(loader=None) -> bool:
+    """In a module run from a zip: freeze the startup objects, install the bytecode cache; returns
+    whether the cache was installed. Outside a zip (unit tests, sanity imports) it does nothing."""
     loader = globals().get("__loader__") if loader is None else loader
+    if not isinstance(loader, zipimport.zipimporter):
+        return False
+    gc.freeze()
     module = sys.modules.get(NAME)
-    if module is None and isinstance(loader, zipimport.zipimporter) and hasattr(loader, "exec_module"):
+    if module is None and hasattr(loader, "exec_module"):
         module = _load_from_zip(loader)
     if module is None:
         from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode as module

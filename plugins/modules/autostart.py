@@ -191,9 +191,9 @@ failed_containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import prepare_module
 
-install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
+prepare_module()  # GC freeze of the startup objects; module_utils compiled once per user (see _bootstrap)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._autostart import ARGUMENT_SPEC, Autostart
 

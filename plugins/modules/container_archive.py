@@ -217,9 +217,9 @@ container:
   type: dict
 """
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import prepare_module
 
-install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
+prepare_module()  # GC freeze of the startup objects; module_utils compiled once per user (see _bootstrap)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._archive import main
 

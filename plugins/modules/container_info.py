@@ -120,9 +120,9 @@ containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import prepare_module
 
-install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
+prepare_module()  # GC freeze of the startup objects; module_utils compiled once per user (see _bootstrap)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._container_manager import describe_container
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._lxc import LxcError, LxcRunner, validate_name

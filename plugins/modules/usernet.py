@@ -185,9 +185,9 @@ entries:
       type: int
 """
 
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import prepare_module
 
-install_bytecode_cache()  # this collection's module_utils, compiled once per user (see _bytecode)
+prepare_module()  # GC freeze of the startup objects; module_utils compiled once per user (see _bootstrap)
 
 from ansible_collections.lxcfleet.lxc.plugins.module_utils._usernet import main
 

@@ -1,9 +1,11 @@
 # Copyright (c) lxcfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_bootstrap: the bytecode cache installed from a real zip, in a fresh interpreter, _bytecode compiled once."""
+"""_bootstrap: from a real zip in a fresh interpreter, startup objects frozen, the bytecode cache installed,
+_bytecode compiled once."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ PKG_DIR = "ansible_collections/lxcfleet/lxc/plugins/module_utils"
 # (zipimport and the cache both call the builtin), imports _bootstrap from the zip, installs the cache and
 # imports a module through it twice.
 PROBE = r"""
-import builtins, json, sys
+import builtins, gc, json, sys
 compiled = []
 _compile = builtins.compile
 def counting(source, filename, *args, **kwargs):
@@ -28,11 +30,11 @@ def counting(source, filename, *args, **kwargs):
     return _compile(source, filename, *args, **kwargs)
 builtins.compile = counting
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import install_bytecode_cache
-installed = install_bytecode_cache()
+from ansible_collections.lxcfleet.lxc.plugins.module_utils._bootstrap import prepare_module
+installed = prepare_module()
 from ansible_collections.lxcfleet.lxc.plugins.module_utils import _bytecode
 import ansible_collections.lxcfleet.lxc.plugins.module_utils._probe as probe
-print(json.dumps({"installed": installed, "compiled": compiled, "value": probe.VALUE,
+print(json.dumps({"installed": installed, "frozen": gc.get_freeze_count(), "compiled": compiled, "value": probe.VALUE,
                   "finder": any(type(f).__name__ == "CacheFinder" for f in sys.meta_path),
                   "same_module": sys.modules[_bytecode.__name__] is _bytecode,
                   "bytecode_file": _bytecode.__file__}))
@@ -66,6 +68,7 @@ def test_installs_from_a_zip_and_compiles_bytecode_once(tmp_path):
     first = run_probe(payload, cache)
     assert first["installed"] is True and first["finder"] is True and first["same_module"] is True
     assert first["value"] == 42
+    assert first["frozen"] > 1000  # the objects of the imports so far
     assert first["bytecode_file"].endswith("payload.zip/%s/_bytecode.py" % PKG_DIR)
     # zipimport compiles a plainly imported file twice (find_spec, then the run): _bootstrap is
     # such a file; _bytecode is compiled once; _probe once, on the cache miss.
@@ -80,5 +83,7 @@ def test_installs_from_a_zip_and_compiles_bytecode_once(tmp_path):
 
 def test_outside_a_zip_nothing_is_installed():
     before = list(sys.meta_path)
-    assert _bootstrap.install_bytecode_cache() is False  # the unit tests import from files
+    frozen = gc.get_freeze_count()
+    assert _bootstrap.prepare_module() is False  # the unit tests import from files
     assert sys.meta_path == before
+    assert gc.get_freeze_count() == frozen
