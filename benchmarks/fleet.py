@@ -14,9 +14,11 @@ cached image, by the clone path and by unpacking each, in one run:
 * ``ours_noop``       -- the ours_clone playbook run again over the existing N: it must change nothing.
 
 The no-op and its ping floor are measured in both pipelining modes, Ansible's default (off) and on, each
-``--noop-runs`` times (default 3), ping and no-op alternating; the floor of a mode is the median of its
+``--noop-runs`` times (default 5), ping and no-op alternating; the floor of a mode is the median of its
 pings, the no-op the median of its runs. The creation methods run with pipelining on
-(``benchmarks/ansible.cfg``); their ``ping`` is the floor with pipelining on.
+(``benchmarks/ansible.cfg``); their ``ping`` is the floor with pipelining on. Each timed creation starts
+once the CPUs were at least 90 % idle for a second (at most 60 s of waiting, untimed): the kernel tears
+down the previous method's network namespaces and mounts in the background.
 
 Ratios: ours_unpack / ours_clone >= 5 and, per pipelining mode, ours_noop / ping <= 1.15 (PASS/FAIL); for
 information ours_clone / (raw_clone + ping), ours_unpack / (raw_unpack + ping), community / ours_unpack and
@@ -102,6 +104,29 @@ def destroy_all(path, first=(), only=None):
     left = [n for n in list_containers(path) if only is None or n.startswith(only)]
     if left:
         raise BenchError('could not destroy %s in %s' % (', '.join(left), path))
+
+
+def cpu_times():
+    """(idle, total) jiffies of all CPUs, from /proc/stat (idle includes iowait)."""
+    with open('/proc/stat', encoding='ascii') as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def wait_for_idle_cpu(threshold=0.9, window=1.0, limit=60.0):
+    """Wait (untimed) until the CPUs were at least `threshold` idle over one `window`, at most `limit`
+    seconds: the previous method's containers are destroyed by then, but the kernel still tears down
+    their network namespaces and overlay mounts in the background, and their systemds may still be
+    finishing. Returns (seconds waited, idle fraction of the last window)."""
+    start = time.monotonic()
+    while True:
+        idle0, total0 = cpu_times()
+        time.sleep(window)
+        idle1, total1 = cpu_times()
+        idle = (idle1 - idle0) / max(1, total1 - total0)
+        waited = time.monotonic() - start
+        if idle >= threshold or waited >= limit:
+            return waited, idle
 
 
 class Fleet:
@@ -239,7 +264,9 @@ class Fleet:
         self.clean_method(method)
         os.makedirs(self.path(method), exist_ok=True)
         ports = bridge_ports(BRIDGE)
-        entry = {'load': loadavg()}
+        waited, idle = wait_for_idle_cpu()
+        entry = {'load': loadavg(), 'idle_wait': waited, 'idle': idle}
+        log('fleet:   CPU %.0f%% idle after %.1fs of waiting' % (idle * 100, waited))
         if method.startswith('raw'):
             entry['seconds'] = self.raw(method)
         else:
@@ -487,8 +514,8 @@ def parse_args(argv):
     p.add_argument('--root', default=DEFAULT_ROOT,
                    help='folder for the lxc paths, the image cache and the run\'s files (default %s: tmpfs)'
                    % DEFAULT_ROOT)
-    p.add_argument('--noop-runs', type=int, default=3,
-                   help='no-op runs (and ping runs) per pipelining mode, alternating (default 3)')
+    p.add_argument('--noop-runs', type=int, default=5,
+                   help='no-op runs (and ping runs) per pipelining mode, alternating (default 5)')
     p.add_argument('--keep', action='store_true',
                    help='leave the containers and bridge %s in place (remove them with --clean)' % BRIDGE)
     p.add_argument('--clean', action='store_true', help='only remove what a run (or a --keep run) left, then exit')
