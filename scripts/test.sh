@@ -4,6 +4,7 @@
 #   molecule (molecule test -s NAME for each scenario of LXCFLEET_MOLECULE_SCENARIOS, on host containers),
 #   sanity (scripts/sanity.sh: ansible-test sanity), lint (ansible-lint), changelog (antsibull-changelog lint).
 # Every stage runs even when an earlier one failed; the exit code is non-zero if any failed.
+# sanity, lint and changelog run in the background during integration and molecule (see below).
 # LXCFLEET_TEST_STAGES="unit lint" runs a subset. Extra arguments go to both pytest runs.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -79,12 +80,59 @@ molecule_scenarios() {
   return "$rc"
 }
 
+# sanity, lint and changelog touch no LXC and use about one core: they run one after another in the
+# background while integration and molecule run (integration leaves the second core mostly idle),
+# and their output is printed whole after molecule. LXCFLEET_TEST_SERIAL=1 runs them in order instead.
+BG_LOGS=""
+BG_PID=""
+background_stages() {
+  local stage start rc
+  for stage in sanity lint changelog; do
+    case " $STAGES " in *" $stage "*) ;; *) continue ;; esac
+    start=$(date +%s)
+    case "$stage" in
+      sanity) bash "$REPO/scripts/sanity.sh" ;;
+      lint) ansible-lint ;;
+      changelog) antsibull-changelog lint ;;
+    esac >"$BG_LOGS/$stage.log" 2>&1 </dev/null
+    rc=$?
+    echo "$(($(date +%s) - start))" >"$BG_LOGS/$stage.seconds"
+    echo "$rc" >"$BG_LOGS/$stage.rc"
+  done
+}
+finish_background_stages() {
+  local stage rc status
+  wait "$BG_PID"
+  for stage in sanity lint changelog; do
+    [[ -f "$BG_LOGS/$stage.rc" ]] || continue
+    printf '\n===== %s (ran in the background) =====\n' "$stage"
+    cat "$BG_LOGS/$stage.log"
+    rc="$(cat "$BG_LOGS/$stage.rc")"
+    case "$rc" in
+      0) status=passed ;;
+      *) status="FAILED (rc=$rc)"; FAILED=1 ;;
+    esac
+    SUMMARY+=("$(printf '%-12s %-18s %5ss' "$stage" "$status" "$(cat "$BG_LOGS/$stage.seconds")")")
+  done
+  rm -rf "$BG_LOGS"
+}
+
 run_stage unit pytest_allow_empty -p no:cacheprovider tests/unit "$@"
+if [[ "${LXCFLEET_TEST_SERIAL:-0}" != 1 ]]; then
+  BG_LOGS="$(mktemp -d)"
+  background_stages &
+  BG_PID=$!
+  echo "test.sh: sanity, lint and changelog started in the background ($(date +%T))"
+fi
 run_stage integration pytest -p no:cacheprovider -rfEs --durations=0 --durations-min=1 tests/integration "$@"
 run_stage molecule molecule_scenarios
-run_stage sanity bash "$REPO/scripts/sanity.sh"
-run_stage lint ansible-lint
-run_stage changelog antsibull-changelog lint
+if [[ -n "$BG_PID" ]]; then
+  finish_background_stages
+else
+  run_stage sanity bash "$REPO/scripts/sanity.sh"
+  run_stage lint ansible-lint
+  run_stage changelog antsibull-changelog lint
+fi
 
 printf '\n===== summary =====\n'
 printf '%s\n' "${SUMMARY[@]}"
