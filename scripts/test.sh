@@ -80,58 +80,41 @@ molecule_scenarios() {
   return "$rc"
 }
 
-# sanity, lint and changelog touch no LXC and use about one core: they run one after another in the
-# background while integration and molecule run (integration leaves the second core mostly idle),
-# and their output is printed whole after molecule. LXCFLEET_TEST_SERIAL=1 runs them in order instead.
-BG_LOGS=""
-BG_PID=""
-background_stages() {
-  local stage start rc
-  for stage in sanity lint changelog; do
-    case " $STAGES " in *" $stage "*) ;; *) continue ;; esac
-    start=$(date +%s)
-    case "$stage" in
-      sanity) bash "$REPO/scripts/sanity.sh" ;;
-      lint) ansible-lint ;;
-      changelog) antsibull-changelog lint ;;
-    esac >"$BG_LOGS/$stage.log" 2>&1 </dev/null
-    rc=$?
-    echo "$(($(date +%s) - start))" >"$BG_LOGS/$stage.seconds"
-    echo "$rc" >"$BG_LOGS/$stage.rc"
-  done
-}
-finish_background_stages() {
-  local stage rc status
-  wait "$BG_PID"
-  for stage in sanity lint changelog; do
-    [[ -f "$BG_LOGS/$stage.rc" ]] || continue
-    printf '\n===== %s (ran in the background) =====\n' "$stage"
-    cat "$BG_LOGS/$stage.log"
-    rc="$(cat "$BG_LOGS/$stage.rc")"
-    case "$rc" in
-      0) status=passed ;;
-      *) status="FAILED (rc=$rc)"; FAILED=1 ;;
-    esac
-    SUMMARY+=("$(printf '%-12s %-18s %5ss' "$stage" "$status" "$(cat "$BG_LOGS/$stage.seconds")")")
-  done
-  rm -rf "$BG_LOGS"
+# sanity, lint and changelog touch no LXC and use about one core: they run one after another in a
+# background subshell while integration and molecule run (integration leaves the second core mostly
+# idle); its output is printed whole after molecule, and its summary rows and failure are carried back
+# through files. LXCFLEET_TEST_SERIAL=1 runs them in order instead.
+late_stages() {
+  run_stage sanity bash "$REPO/scripts/sanity.sh"
+  run_stage lint ansible-lint
+  run_stage changelog antsibull-changelog lint
 }
 
 run_stage unit pytest_allow_empty -p no:cacheprovider tests/unit "$@"
+BG_PID=""
 if [[ "${LXCFLEET_TEST_SERIAL:-0}" != 1 ]]; then
   BG_LOGS="$(mktemp -d)"
-  background_stages &
+  (
+    first=${#SUMMARY[@]}
+    late_stages
+    : >"$BG_LOGS/summary"
+    if (( ${#SUMMARY[@]} > first )); then printf '%s\n' "${SUMMARY[@]:first}" >"$BG_LOGS/summary"; fi
+    echo "$FAILED" >"$BG_LOGS/failed"
+  ) >"$BG_LOGS/output" 2>&1 </dev/null &
   BG_PID=$!
   echo "test.sh: sanity, lint and changelog started in the background ($(date +%T))"
 fi
 run_stage integration pytest -p no:cacheprovider -rfEs --durations=0 --durations-min=1 tests/integration "$@"
 run_stage molecule molecule_scenarios
 if [[ -n "$BG_PID" ]]; then
-  finish_background_stages
+  wait "$BG_PID"
+  printf '\n(sanity, lint and changelog ran in the background)\n'
+  cat "$BG_LOGS/output"
+  mapfile -t -O "${#SUMMARY[@]}" SUMMARY <"$BG_LOGS/summary"
+  [[ "$(cat "$BG_LOGS/failed")" == 0 ]] || FAILED=1
+  rm -rf "$BG_LOGS"
 else
-  run_stage sanity bash "$REPO/scripts/sanity.sh"
-  run_stage lint ansible-lint
-  run_stage changelog antsibull-changelog lint
+  late_stages
 fi
 
 printf '\n===== summary =====\n'
